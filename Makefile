@@ -1,0 +1,55 @@
+# trustnas-nb — two commands on a fresh machine:
+#   make reproduce   create .venv, install, run every experiment notebook at SCALE (default cpu), write outputs/REPORT.md
+#   make test        create/update .venv with the dev extras, run pytest and nbdev-test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+SCALE ?= cpu
+JOBS ?= 1
+ONLY ?=
+# torch is pinned to the build this project is tested with; override e.g. TORCH_SPEC="torch torchvision"
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: reproduce test pytest nbtest nb venv dev bench clean-outputs
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.base-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install --disable-pip-version-check -q $(TORCH_SPEC)
+	$(PIP) install --disable-pip-version-check -q -e ".[trust]"
+	@touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.base-installed pyproject.toml
+	$(PIP) install --disable-pip-version-check -q -e ".[trust,dev]"
+	@# nbdev 3 names its commands nbdev-export etc.; keep the classic underscore names working too
+	@for c in export clean test; do ln -sf nbdev-$$c $(VENV)/bin/nbdev_$$c; done
+	@touch $@
+
+venv: $(VENV)/.base-installed
+dev: $(VENV)/.dev-installed
+
+reproduce: $(VENV)/.base-installed
+	$(VENV)/bin/trustnas reproduce --scale $(SCALE) --jobs $(JOBS) $(if $(ONLY),--only '$(ONLY)',)
+
+test: $(VENV)/.dev-installed
+	$(MAKE) --no-print-directory pytest nbtest
+
+pytest: $(VENV)/.dev-installed
+	$(PY) -m pytest
+
+# every notebook in nbs/ runs at its defaults; experiment notebooks run through papermill in pytest (ci scale)
+nbtest: $(VENV)/.dev-installed
+	cd nbs && ../$(VENV)/bin/nbdev-test --n-workers 2 --skip-folder-re '^(experiments|[_.].*)$$' --timing
+
+nb: $(VENV)/.dev-installed
+	$(VENV)/bin/nbdev-export
+	$(VENV)/bin/nbdev-clean
+
+bench: $(VENV)/.base-installed
+	$(PY) benchmarks/bench_search.py
+
+clean-outputs:
+	rm -rf outputs/ci outputs/cpu outputs/paper outputs/REPORT.md
