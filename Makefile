@@ -47,6 +47,7 @@ nbtest: $(VENV)/.dev-installed
 nb: $(VENV)/.dev-installed
 	$(VENV)/bin/nbdev-export
 	$(VENV)/bin/nbdev-clean
+	$(PY) nbs/make_readme.py
 
 bench: $(VENV)/.base-installed
 	$(PY) benchmarks/bench_search.py

@@ -2,7 +2,10 @@
 
 Modules:
 
-- `trustnas_nb.core`: The machinery every chapter shares: where data and outputs live, how runs are seeded, which device they use, how big they are (`ci` / `cpu` / `paper`), and how tables and figures are written so that each one says what produced it."""
+- `trustnas_nb.core`: The machinery every chapter shares: where data and outputs live, how runs are seeded, which device they use, how big they are (`ci` / `cpu` / `paper`), and how tables and figures are written so that each one says what produced it.
+- `trustnas_nb.ops`: The candidate operations of the DARTS family as plain `nn.Module`s made of standard layers, and the search spaces as *data*: which operations sit on which edge, how many nodes a cell has, and how a cell is discretized.
+- `trustnas_nb.reference`: Tables transcribed from the thesis text (`seeds/000_…`), used only for side-by-side comparison with what our runs measure. Nothing here is ever reported as a measurement of ours.
+- `trustnas_nb.reproduce`: `trustnas reproduce` runs every experiment notebook with papermill at a chosen scale, keeps the executed notebooks and their tables and figures under `outputs/`, and assembles `outputs/REPORT.md`."""
 
 # This is the one hand-written file of the package: nbdev keeps the version and the module docstring
 # (generated from the notebooks) here, and the stable entry points below are resolved lazily, so that

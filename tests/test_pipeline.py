@@ -1,0 +1,105 @@
+"The reproduce pipeline: papermill execution at ci scale, skipping complete runs, failures, interrupted runs."
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import nbformat, pandas as pd, pytest
+from trustnas_nb.reproduce import discover, reproduce, write_report, is_complete, notebook_hash
+
+ROOT = Path(__file__).resolve().parents[1]
+TRUSTNAS = [str(Path(sys.executable).parent/'trustnas')]
+pytestmark = pytest.mark.pipeline
+
+def _nb(path, *cells):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(cells[0], metadata={'tags': ['parameters']})] + [nbformat.v4.new_code_cell(c) for c in cells[1:]]
+    nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
+    nbformat.write(nb, str(path)); return path
+
+PARAMS = "scale = 'ci'\nseed = 0\noutdir = None\ndevice = 'auto'\nthreads = 0"
+WRITE_TABLE = ("import pandas as pd, os, time\nfrom trustnas_nb.core import Outputs\n"
+               "out = Outputs(outdir, NAME, params=dict(scale=scale), seeds=[seed])\n"
+               "out.table(pd.DataFrame({'k': list(range(50)), 'v': [i * i for i in range(50)]}), 'first')\n")
+
+def _cli(*args, **kw):
+    env = {**os.environ, 'TRUSTNAS_SETTINGS': str(ROOT/'settings.ini')}
+    return subprocess.run([*TRUSTNAS, *args], capture_output=True, text=True, env=env, **kw)
+
+def test_demo_notebook_runs_then_skips_then_forces(tmp_path):
+    r = _cli('reproduce', '--scale', 'ci', '--only', 'demo_digits_cnn', '--outputs', str(tmp_path), '--no-progress')
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = tmp_path/'ci'/'demo_digits_cnn'
+    summ = pd.read_csv(d/'tables'/'summary.csv')
+    assert 0 <= summ.test_acc_mean[0] <= 100
+    assert (d/'figures'/'training_curves.png').stat().st_size > 1000
+    assert (d/'executed.ipynb').is_file() and json.loads((d/'run.json').read_text())['status'] == 'ok'
+    report = (tmp_path/'REPORT.md').read_text()
+    assert 'demo_digits_cnn' in report and 'test_acc_mean' in report and '*complete*' in report
+    mtime = (d/'tables'/'summary.csv').stat().st_mtime_ns
+    r2 = _cli('reproduce', '--scale', 'ci', '--only', 'demo_digits_cnn', '--outputs', str(tmp_path), '--no-progress')
+    assert r2.returncode == 0 and 'skipped' in r2.stdout, r2.stdout
+    assert (d/'tables'/'summary.csv').stat().st_mtime_ns == mtime        # untouched
+    r3 = _cli('reproduce', '--scale', 'ci', '--only', 'demo_digits_cnn', '--outputs', str(tmp_path), '--no-progress', '--force')
+    assert r3.returncode == 0 and ' ran ' in r3.stdout, r3.stdout
+    assert (d/'tables'/'summary.csv').stat().st_mtime_ns != mtime
+
+def test_same_seed_same_numbers(tmp_path):
+    for sub in ('a', 'b'):
+        res = reproduce(scale='ci', only='demo_digits_cnn', outputs_dir=tmp_path/sub, progress=False)
+        assert [r.status for r in res] == ['ran'], res
+    a, b = (pd.read_csv(tmp_path/s/'ci/demo_digits_cnn/tables/per_seed.csv') for s in 'ab')
+    assert a.drop(columns='seconds').equals(b.drop(columns='seconds'))
+
+def test_failure_is_reported_and_others_still_run(tmp_path):
+    nbs = tmp_path/'exps'; nbs.mkdir()
+    _nb(nbs/'a_good.ipynb', PARAMS, "NAME='a_good'\n" + WRITE_TABLE + "out.finish()")
+    _nb(nbs/'b_bad.ipynb', PARAMS, "NAME='b_bad'\n" + WRITE_TABLE + "raise RuntimeError('deliberate failure 42')")
+    res = {r.notebook: r for r in reproduce(scale='ci', outputs_dir=tmp_path/'out', nbs_dir=nbs, progress=False)}
+    assert res['a_good'].status == 'ran'
+    assert res['b_bad'].status == 'failed' and 'deliberate failure 42' in res['b_bad'].reason
+    assert (tmp_path/'out/ci/b_bad/tables/first.csv').is_file()           # the table written before the failure stays
+    assert 'INCOMPLETE (failed' in (tmp_path/'out/REPORT.md').read_text()
+    # the failed one is not complete, so it runs again; the good one is skipped
+    res2 = {r.notebook: r.status for r in reproduce(scale='ci', outputs_dir=tmp_path/'out', nbs_dir=nbs, progress=False)}
+    assert res2 == {'a_good': 'skipped', 'b_bad': 'failed'}
+
+def test_cli_exit_status_and_bad_input(tmp_path):
+    r = _cli('reproduce', '--scale', 'huge', '--outputs', str(tmp_path))
+    assert r.returncode == 2 and "unknown scale 'huge'" in r.stderr
+    r = _cli('reproduce', '--scale', 'ci', '--only', 'no_such_notebook', '--outputs', str(tmp_path))
+    assert r.returncode == 2 and 'matches no experiment notebook' in r.stderr
+
+def test_killed_run_keeps_written_tables_and_reruns(tmp_path):
+    nbs = tmp_path/'exps'; nbs.mkdir()
+    _nb(nbs/'slow.ipynb', PARAMS, "NAME='slow'\n" + WRITE_TABLE +
+        "if os.environ.get('SLOW_TEST_SLEEP'): time.sleep(float(os.environ['SLOW_TEST_SLEEP']))\n"
+        "out.table(pd.DataFrame({'k': [1]}), 'second')\nout.finish()")
+    code = (f"import sys; from trustnas_nb.reproduce import reproduce; "
+            f"reproduce(scale='ci', outputs_dir={str(tmp_path/'out')!r}, nbs_dir={str(nbs)!r}, progress=False)")
+    env = {**os.environ, 'SLOW_TEST_SLEEP': '120'}
+    p = subprocess.Popen([sys.executable, '-c', code], env=env, start_new_session=True)
+    first = tmp_path/'out/ci/slow/tables/first.csv'
+    t0 = time.time()
+    while not first.exists() and time.time() - t0 < 120: time.sleep(0.2)
+    assert first.exists(), 'the first table never appeared'
+    time.sleep(0.5)
+    os.killpg(p.pid, signal.SIGKILL); p.wait()
+    df = pd.read_csv(first)
+    assert len(df) == 50 and df.v.iloc[-1] == 49 * 49                       # the whole table, not half of it
+    assert not (tmp_path/'out/ci/slow/tables/second.csv').exists()
+    assert not (tmp_path/'out/ci/slow/manifest.json').exists()
+    params = dict(scale='ci', seed=0, outdir=str(tmp_path/'out/ci/slow'), device='auto', threads=1)
+    # the next run executes it again (it is not complete) and finishes it
+    res = reproduce(scale='ci', outputs_dir=tmp_path/'out', nbs_dir=nbs, progress=False)
+    assert [r.status for r in res] == ['ran']
+    assert (tmp_path/'out/ci/slow/manifest.json').exists()
+
+@pytest.mark.slow
+def test_every_experiment_notebook_runs_at_ci_scale(tmp_path):
+    "A notebook that no longer runs fails CI: every experiment executes at ci scale and completes."
+    nbs = discover()
+    res = reproduce(scale='ci', outputs_dir=tmp_path, progress=False, jobs=1)
+    failed = [f'{r.notebook}: {r.reason}' for r in res if r.status != 'ran']
+    assert not failed, failed
+    for nb in nbs:
+        d = tmp_path/'ci'/nb.stem
+        assert (d/'manifest.json').is_file(), nb.stem
+        assert list((d/'tables').glob('*.csv')), f'{nb.stem} wrote no table'
