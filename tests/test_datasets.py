@@ -1,0 +1,333 @@
+"Tests of the embedded datasets (trustnas_nb.datasets)."
+import re, subprocess, sys
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(1)
+from trustnas_nb import datasets as D
+from trustnas_nb.datasets import (SPLITS, DATASETS, get_dataset, dataset_info, split_sizes, split_indices, Vocab,
+                                  attribute_label_correlation, CAPTION_VOCAB, SENTIMENT_VOCAB, COLOURS, SHAPE_WORDS,
+                                  SIZE_WORDS, POSITION_WORDS, POSITIVE_WORDS, NEGATIVE_WORDS)
+
+# small configurations keep the generated datasets quick
+SMALL = {'digits': {}, 'cluttered_digits': {}, 'biased_digits': {}, 'shapes_captions': dict(n=300, n_test=60),
+         'sentiment': dict(n=500, n_test=100)}
+
+def _clear_caches():
+    for f in (D._cluttered_pool, D._biased_pool, D._captions_pool, D._sentiment_pool, D._digits):
+        f.cache_clear()
+
+def _tensor_fields(ds):
+    return {f: getattr(ds, f) for f in ds.fields}
+
+# ---------------------------------------------------------------- splits
+
+@pytest.mark.parametrize('name', DATASETS)
+def test_splits_sizes_union_and_disjointness(name):
+    info = dataset_info(name, **SMALL[name])
+    dss = {s: get_dataset(name, s, seed=3, **SMALL[name]) for s in SPLITS}
+    for s, ds in dss.items():
+        assert len(ds) == info['split_sizes'][s] == len(ds.index), s
+    st, sv, tr, te = (dss[s] for s in SPLITS)
+    # train is exactly search_train followed by search_val: same pool indices and the same tensors
+    assert torch.equal(tr.index, torch.cat([st.index, sv.index]))
+    for f in tr.fields:
+        assert torch.equal(getattr(tr, f), torch.cat([getattr(st, f), getattr(sv, f)])), f
+    # no item twice, test disjoint from train, all together the whole pool
+    n = sum(info['split_sizes'][s] for s in ('train', 'test'))
+    assert len(set(tr.index.tolist())) == len(tr) and len(set(te.index.tolist())) == len(te)
+    assert not set(tr.index.tolist()) & set(te.index.tolist())
+    assert set(tr.index.tolist()) | set(te.index.tolist()) == set(range(n))
+    assert not set(st.index.tolist()) & set(sv.index.tolist())
+
+def test_split_sizes_arithmetic_and_errors():
+    assert split_sizes(1797, 597) == dict(search_train=600, search_val=600, train=1200, test=597)
+    assert split_sizes(11, 4) == dict(search_train=3, search_val=4, train=7, test=4)
+    for bad in [dict(n=10, n_test=0), dict(n=10, n_test=9), dict(n=2, n_test=1)]:
+        with pytest.raises(ValueError, match='n'): split_sizes(**bad)
+    a, b = split_indices(100, 20, 0), split_indices(100, 20, 1)
+    assert not np.array_equal(a['test'], b['test']) and np.array_equal(a['test'], split_indices(100, 20, 0)['test'])
+
+# ---------------------------------------------------------------- shapes, dtypes, determinism
+
+@pytest.mark.parametrize('name', DATASETS)
+def test_shapes_dtypes_match_info(name):
+    info = dataset_info(name, **SMALL[name])
+    ds = get_dataset(name, 'search_val', seed=0, **SMALL[name])
+    item = ds[0]
+    assert len(item) == len(info['fields']) == len(ds.fields)
+    for f, v in zip(info['fields'], item):
+        assert tuple(v.shape) == tuple(info['shapes'][f]), f
+    assert ds.num_classes == info['num_classes'] > 1
+    if name in ('digits', 'cluttered_digits', 'biased_digits', 'shapes_captions'):
+        assert ds.x.dtype == torch.float32 and ds.x.min() >= 0 and ds.x.max() <= 1 and ds.x.ndim == 4
+    if hasattr(ds, 'y') and name != 'shapes_captions':
+        assert ds.y.dtype == torch.long and 0 <= int(ds.y.min()) and int(ds.y.max()) < ds.num_classes
+    # TensorDataset view agrees with indexing
+    td = ds.tensor_dataset()
+    assert len(td) == len(ds) and all(torch.equal(a, b) for a, b in zip(td[5], ds[5]))
+
+@pytest.mark.parametrize('name', DATASETS)
+def test_determinism_from_seed(name):
+    a = _tensor_fields(get_dataset(name, 'train', seed=7, **SMALL[name]))
+    _clear_caches()                                    # regenerate from scratch, not from the in-process cache
+    b = _tensor_fields(get_dataset(name, 'train', seed=7, **SMALL[name]))
+    c = _tensor_fields(get_dataset(name, 'train', seed=8, **SMALL[name]))
+    for f in a:
+        assert torch.equal(a[f], b[f]), f
+    assert any(not torch.equal(a[f], c[f]) for f in a)
+
+def test_cached_pools_are_not_shared():
+    a = get_dataset('cluttered_digits', 'test', seed=0)
+    a.x.zero_(); a.mask.zero_()
+    b = get_dataset('cluttered_digits', 'test', seed=0)
+    assert b.x.max() > 0.5 and b.mask.any()
+
+def test_module_import_does_not_import_sklearn():
+    code = "import sys, trustnas_nb.datasets; assert 'sklearn' not in sys.modules, 'sklearn imported at import time'"
+    subprocess.run([sys.executable, '-c', code], check=True)
+
+# ---------------------------------------------------------------- digits
+
+def test_digits_are_sklearn_digits_and_upsampling():
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    ds = get_dataset('digits', 'test', seed=1)
+    idx = ds.index.numpy()
+    assert np.allclose(ds.x[:, 0].numpy(), d.images[idx] / 16.0) and np.array_equal(ds.y.numpy(), d.target[idx])
+    big = get_dataset('digits', 'test', seed=1, image_size=32, channels=3)
+    assert big.x.shape == (597, 3, 32, 32) and torch.equal(big.index, ds.index) and torch.equal(big.y, ds.y)
+    assert torch.equal(big.x[:, 0], big.x[:, 1]) and torch.equal(big.x[:, 1], big.x[:, 2])
+    # bilinear upsampling keeps the image (up to smoothing): pooled back it correlates with the original, same ink
+    back = torch.nn.functional.avg_pool2d(big.x[:, :1], 4)
+    assert torch.corrcoef(torch.stack([back.flatten(), ds.x.flatten()]))[0, 1] > 0.95
+    assert abs(float(big.x.mean() - ds.x.mean())) < 0.02
+    assert len(get_dataset('digits', 'train', n_test=497)) == 1300
+
+# ---------------------------------------------------------------- cluttered digits
+
+def test_cluttered_masks_consistent_with_the_digit():
+    S, ds_, thr = 32, 12, 0.25
+    cd = get_dataset('cluttered_digits', 'train', seed=2, noise=0.0, canvas_size=S, digit_size=ds_, mask_threshold=thr)
+    digits = D.digits_arrays(ds_)[0][cd.index, 0]                       # the clean upsampled digits
+    yy = D.digits_arrays(8)[1][cd.index]
+    assert torch.equal(cd.y, yy)
+    inbox = torch.zeros_like(cd.mask[:, 0])
+    for i, (t, l, b, r) in enumerate(cd.boxes.tolist()):
+        assert 0 <= t < b <= S and 0 <= l < r <= S and b - t == ds_ and r - l == ds_
+        inbox[i, t:b, l:r] = True
+        # inside the box: exactly the digit (no clutter there); mask = digit pixels above the threshold
+        assert torch.equal(cd.x[i, 0, t:b, l:r], digits[i])
+        assert torch.equal(cd.mask[i, 0, t:b, l:r], digits[i] > thr)
+    m = cd.mask[:, 0]
+    assert not (m & ~inbox).any()                                       # the mask lies inside the digit's box
+    assert m.sum((1, 2)).min() > 5                                      # and is never empty
+    # every pixel of the digit above the threshold is in the mask
+    bright_digit = (cd.x[:, 0] > thr) & inbox
+    assert torch.equal(bright_digit, m)
+    # clutter is present and lies outside the mask
+    clutter = (cd.x[:, 0] > 0.3) & ~inbox
+    assert clutter.sum((1, 2)).float().mean() > 10 and not (clutter & m).any()
+
+def test_cluttered_default_noise_and_clutter_mostly_outside():
+    cd = get_dataset('cluttered_digits', 'test', seed=0)
+    digits = D.digits_arrays(12)[0][cd.index, 0]
+    m = cd.mask[:, 0]
+    clean = torch.stack([torch.nn.functional.pad(digits[i], (l, 32 - r, t, 32 - b))
+                         for i, (t, l, b, r) in enumerate(cd.boxes.tolist())])   # the digit alone on the canvas
+    other = (cd.x[:, 0] > 0.5) & (clean <= 0.5)                          # bright pixels that are not the digit: clutter
+    assert other.sum() > 5 * len(cd)                                    # there is clutter ...
+    assert (other & m).sum() < 0.05 * other.sum()                        # ... and it lies (mostly) outside the mask
+    # the noise is small: inside the boxes the image stays close to the clean digit
+    err = torch.stack([(cd.x[i, 0, t:b, l:r] - digits[i]).abs().mean() for i, (t, l, b, r) in enumerate(cd.boxes.tolist())])
+    assert err.mean() < 0.06
+    assert get_dataset('cluttered_digits', 'test', seed=0, channels=3).x.shape == (597, 3, 32, 32)
+
+def test_cluttered_without_clutter_is_only_the_digit():
+    cd = get_dataset('cluttered_digits', 'search_train', seed=0, n_clutter=0, noise=0.0)
+    for i, (t, l, b, r) in enumerate(cd.boxes[:50].tolist()):
+        outside = cd.x[i, 0].clone(); outside[t:b, l:r] = 0
+        assert outside.abs().max() == 0
+
+# ---------------------------------------------------------------- biased digits
+
+@pytest.mark.parametrize('bias', [0.0, 0.5, 0.9, 1.0])
+def test_biased_correlation_train_and_test(bias):
+    for split in ('search_train', 'search_val', 'train'):
+        ds = get_dataset('biased_digits', split, seed=4, bias=bias)
+        assert abs(attribute_label_correlation(ds.a, ds.y) - bias) < 0.02, (split, bias)
+    te = get_dataset('biased_digits', 'test', seed=4, bias=bias)
+    assert abs(attribute_label_correlation(te.a, te.y)) < 0.02
+    for c in (0, 1):                                                    # each label half red, half blue in test
+        assert abs(te.a[te.y == c].float().mean() - 0.5) < 0.01
+
+def test_biased_labels_and_tint():
+    ds = get_dataset('biased_digits', 'train', seed=0, bias=0.5, image_size=8, tint_jitter=0.0)
+    from sklearn.datasets import load_digits
+    digit = torch.as_tensor(load_digits().target[ds.index.numpy()])
+    assert torch.equal(ds.digit, digit) and torch.equal(ds.y, (digit >= 5).long())
+    ink = ds.x.sum((2, 3))                                              # (N, 3) channel totals
+    assert ((ink[:, 0] > ink[:, 2]) == (ds.a == 0)).all()               # red ink for a=0, blue for a=1
+    # with no jitter, the image is the grey digit times the tint
+    grey = D.digits_arrays(8)[0][ds.index]
+    tint = torch.tensor(list(D.TINTS.values()))[ds.a]
+    assert torch.allclose(ds.x, grey * tint[:, :, None, None], atol=1e-6)
+    assert ds[0][2] == ds.a[0] and len(ds[0]) == 3
+
+# ---------------------------------------------------------------- shapes captions
+
+_SHAPE_OF = {w: s for s, ws in SHAPE_WORDS.items() for w in ws}
+_SIZE_OF = {w: s for s, ws in SIZE_WORDS.items() for w in ws}
+_POS_PHRASES = sorted(((tuple(p.split()), cell) for cell, ps in POSITION_WORDS.items() for p in ps), key=lambda t: -len(t[0]))
+
+def _phrases(toks):
+    "(start, end, colour, shape, size-or-None) for every 'a [size] colour shape' in a tokenised caption."
+    out = []
+    for i, w in enumerate(toks):
+        if w in COLOURS:
+            assert i + 1 < len(toks) and toks[i + 1] in _SHAPE_OF, ('colour word not followed by a shape', toks)
+            size = _SIZE_OF.get(toks[i - 1]) if i > 0 else None
+            out.append((i - (size is not None), i + 2, w, _SHAPE_OF[toks[i + 1]], size))
+    return out
+
+def _positions(toks):
+    "(start, end, cell) of every position phrase (longest match first, no overlaps)."
+    taken, out = set(), []
+    for ph, cell in _POS_PHRASES:
+        for i in range(len(toks) - len(ph) + 1):
+            if tuple(toks[i:i + len(ph)]) == ph and not taken & set(range(i, i + len(ph))):
+                out.append((i, i + len(ph), cell)); taken |= set(range(i, i + len(ph)))
+    return sorted(out)
+
+def test_captions_true_to_the_scene():
+    ds = get_dataset('shapes_captions', 'train', seed=5, **SMALL['shapes_captions'])
+    n_rel = n_pos = 0
+    for caps, scene in zip(ds.captions, ds.scenes):
+        objs = {(o['colour'], o['shape']): o for o in scene}
+        assert len(objs) == len(scene)                                  # colour+shape identifies an object
+        assert len(caps) >= 5 and len(set(caps)) == len(caps)
+        for cap in caps:
+            toks = cap.split()
+            nps = _phrases(toks)
+            assert nps, cap                                             # mentions colour & shape of something
+            for s, e, col, shp, size in nps:
+                assert (col, shp) in objs, (cap, scene)                 # ... that is actually in the scene
+                if size is not None: assert objs[(col, shp)]['size'] == size, (cap, scene)
+            # relations read off the grid cells
+            for rel, (dr, dc) in {'to the left of': (0, -1), 'to the right of': (0, 1), 'above': (-1, 0), 'below': (1, 0)}.items():
+                if f' {rel} ' in f' {cap} ':
+                    a, b = objs[nps[0][2:4]], objs[nps[1][2:4]]
+                    n_rel += 1
+                    if dc: assert np.sign(a['col'] - b['col']) == dc, (cap, scene)
+                    if dr: assert np.sign(a['row'] - b['row']) == dr, (cap, scene)
+            # each position phrase describes the cell of the object it is attached to
+            for s, e, cell in _positions(toks):
+                n_pos += 1
+                if s == 0: o = nps[0]                                   # "in the center there is a red disc"
+                else: o = max((p for p in nps if p[1] <= s), key=lambda p: p[1])   # "a red disc in the center"
+                ob = objs[o[2:4]]
+                assert (ob['row'], ob['col']) == cell, (cap, scene)
+    assert n_rel > 50 and n_pos > 200                                   # the checks above did run
+
+def test_scene_rendering_matches_metadata():
+    ds = get_dataset('shapes_captions', 'test', seed=0, **SMALL['shapes_captions'])
+    H = ds.x.shape[-1]
+    for img, scene in zip(ds.x, ds.scenes):
+        for o in scene:
+            px = img[:, min(int(o['cy']), H - 1), min(int(o['cx']), H - 1)]
+            assert (px - torch.tensor(COLOURS[o['colour']])).abs().max() < 0.2, o
+        lit = (img.sum(0) > 0.05).float().mean()                        # shapes cover some, not all, of the image
+        assert 0.01 < lit < 0.6
+
+def test_caption_tokens_and_vocab_roundtrip():
+    ds = get_dataset('shapes_captions', 'search_train', seed=0, **SMALL['shapes_captions'])
+    v = ds.vocab
+    assert v.itos[:4] == ['<pad>', '<bos>', '<eos>', '<unk>'] and len(v) == ds.num_classes
+    assert (ds.tokens[:, :, 0] == v.bos_id).all() and not (ds.tokens == v.unk_id).any()
+    for i in range(len(ds)):
+        for j, cap in enumerate(ds.captions[i]):
+            t = ds.tokens[i, j]
+            assert v.decode(t) == cap
+            assert v.encode(cap, max_len=t.numel()) == t.tolist()
+            n = len(cap.split()) + 2
+            assert t[n - 1] == v.eos_id and (t[n:] == v.pad_id).all()
+    assert get_dataset('shapes_captions', 'test', seed=0, n=300, n_test=60, n_captions=8).tokens.shape[1] == 8
+
+def test_vocab_basics():
+    v = Vocab.build(['The cat sat.', 'the dog, the cat'], min_freq=1)
+    assert v.itos[4] == 'the' and v.decode(v.encode('the cat sat .')) == 'the cat sat .'
+    assert v.decode(v.encode('a cat')) == '<unk> cat' and v['zebra'] == v.unk_id
+    assert v.decode(v.encode('the cat', max_len=6), skip_special=False) == '<bos> the cat <eos> <pad> <pad>'
+    assert Vocab.tokenize("It's a black-and-white film!") == ["it's", 'a', 'black-and-white', 'film', '!']
+    with pytest.raises(ValueError, match='max_len'): v.encode('the cat sat', max_len=3)
+    with pytest.raises(ValueError, match='99'): v.decode([99])
+    with pytest.raises(ValueError): Vocab(['two words'])
+    assert len(Vocab.build(['a a b'], min_freq=2)) == 5
+
+# ---------------------------------------------------------------- sentiment
+
+def test_sentiment_labels_positions_and_filler():
+    ds = get_dataset('sentiment', 'train', seed=6, **SMALL['sentiment'])
+    v = ds.vocab
+    pos_ids = {v[w] for w in POSITIVE_WORDS}; neg_ids = {v[w] for w in NEGATIVE_WORDS}
+    L = ds.tokens.shape[1]
+    assert ds.mask.shape == ds.tokens.shape == (len(ds), L) and ds.mask.dtype == torch.bool
+    for i in range(len(ds)):
+        n = int(ds.lengths[i]); toks = ds.tokens[i].tolist(); where = ds.mask[i].nonzero().flatten().tolist()
+        assert where and max(where) < n                                 # positions in range, at least one
+        assert all(t != v.pad_id for t in toks[:n]) and all(t == v.pad_id for t in toks[n:])
+        sign = sum(1 if toks[p] in pos_ids else -1 if toks[p] in neg_ids else 0 for p in where)
+        assert all(toks[p] in pos_ids | neg_ids for p in where)         # the marked words are sentiment words
+        assert (sign > 0) == bool(ds.y[i]) and sign != 0                # label = sign of the marked words
+        assert not any(toks[p] in pos_ids | neg_ids for p in range(n) if p not in where)   # filler is neutral
+        assert v.decode(ds.tokens[i]) == ds.sentences[i]
+        assert all(int(ds.polarity[i, p]) == (1 if toks[p] in pos_ids else -1) for p in where)
+    assert abs(ds.y.float().mean() - 0.5) < 0.07
+
+def test_sentiment_contrast_words():
+    mixed = lambda ds: ((ds.polarity == 1).any(1) & (ds.polarity == -1).any(1)).sum()
+    assert mixed(get_dataset('sentiment', 'train', seed=0, n=500, n_test=100, p_contrast=0.0)) == 0
+    assert mixed(get_dataset('sentiment', 'train', seed=0, n=500, n_test=100, p_contrast=1.0)) > 20
+
+# ---------------------------------------------------------------- errors
+
+@pytest.mark.parametrize('call, needle', [
+    (lambda: get_dataset('mnist'), "'mnist'"),
+    (lambda: get_dataset('digits', 'val'), "'val'"),
+    (lambda: get_dataset('digits', seed=-1), 'seed'),
+    (lambda: get_dataset('digits', image_size=-8), 'image_size'),
+    (lambda: get_dataset('digits', image_size=8.5), 'image_size'),
+    (lambda: get_dataset('digits', channels=2), 'channels'),
+    (lambda: get_dataset('digits', n_test=0), 'n_test'),
+    (lambda: get_dataset('digits', n_test=5000), 'n_test'),
+    (lambda: get_dataset('digits', colour='red'), 'colour'),
+    (lambda: get_dataset('biased_digits', bias=1.2), 'bias'),
+    (lambda: get_dataset('biased_digits', bias=-0.1), 'bias'),
+    (lambda: get_dataset('biased_digits', bias=float('nan')), 'bias'),
+    (lambda: get_dataset('cluttered_digits', canvas_size=16), 'canvas_size'),
+    (lambda: get_dataset('cluttered_digits', noise=-0.1), 'noise'),
+    (lambda: get_dataset('shapes_captions', n=-5), "n = -5"),
+    (lambda: get_dataset('shapes_captions', n_captions=9), 'n_captions'),
+    (lambda: get_dataset('shapes_captions', max_len=10), 'max_len'),
+    (lambda: get_dataset('sentiment', p_contrast=2), 'p_contrast'),
+    (lambda: dataset_info('coco'), "'coco'"),
+    (lambda: dataset_info('sentiment', size=3), 'size'),
+])
+def test_bad_inputs_raise_valueerror(call, needle):
+    with pytest.raises(ValueError, match=re.escape(needle)) as e:
+        call()
+    assert 'expected' in str(e.value) or 'valid' in str(e.value)
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(ValueError) as e: get_dataset('cifar10')
+    assert all(n in str(e.value) for n in DATASETS)
+    with pytest.raises(ValueError) as e: get_dataset('digits', 'validation')
+    assert all(s in str(e.value) for s in SPLITS)
+
+def test_dataset_info_contents():
+    i = dataset_info('digits', image_size=32, channels=3)
+    assert i['shapes']['x'] == (3, 32, 32) and i['num_classes'] == 10 and 'MNIST' in i['stands_in_for']
+    assert dataset_info('biased_digits')['attributes'] == ['red', 'blue']
+    assert 'COCO' in dataset_info('shapes_captions')['stands_in_for'] and 'SST-2' in dataset_info('sentiment')['stands_in_for']
