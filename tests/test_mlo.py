@@ -324,3 +324,25 @@ def test_clear_errors():
             Level('b', {'u': torch.ones(2, requires_grad=True)}, lambda P, b: (P['a']['t'] ** 2).sum())]
     with pytest.raises(ValueError, match='lr_unroll'): hypergradient(nolr, 'b')
     with pytest.raises(ValueError, match='no optimizer'): MLOProblem(nolr).step()
+
+def test_update_hooks_wrap_each_own_update_only():
+    "before/after_update run around each due level's own update, not around unroll steps (SDARTS relies on this)."
+    import torch
+    from trustnas_nb.mlo import Level, MLOProblem
+    w = torch.zeros(2, requires_grad=True); a = torch.ones(2, requires_grad=True)
+    calls, flag = [], {'on': False}
+    def lw(P, b):
+        calls.append(('w-loss', flag['on']))
+        return ((P['w']['0'] - P['a']['0']) ** 2).sum()
+    def la(P, b): return (P['w']['0'] ** 2).sum() + (P['a']['0'] ** 2).sum()
+    prob = MLOProblem([Level('w', [w], lw, torch.optim.SGD([w], lr=0.1)), Level('a', [a], la, torch.optim.SGD([a], lr=0.1))],
+                      method='finite_difference',
+                      before_update=lambda p, n: (flag.__setitem__('on', n == 'w'), calls.append(('before', n))),
+                      after_update=lambda p, n: (flag.__setitem__('on', False), calls.append(('after', n))))
+    prob.step()
+    assert calls[0] == ('before', 'a') and ('after', 'a') in calls and calls[-1] == ('after', 'w')
+    i, j = calls.index(('before', 'w')), calls.index(('after', 'w'))
+    assert all(c == ('w-loss', False) for c in calls[1:calls.index(('after', 'a'))] if c[0] == 'w-loss')   # unroll: hook off
+    assert calls[i + 1:j] == [('w-loss', True)]                                                            # own update: hook on
+    import pytest
+    with pytest.raises(ValueError, match='before_update must be callable'): MLOProblem(prob.levels, before_update=3)
