@@ -24,18 +24,23 @@ _LAZY = {
     # foundation
     'load_settings': 'core', 'seed_everything': 'core', 'get_device': 'core', 'preset': 'core',
     'Outputs': 'core', 'SCALES': 'core',
-    'get_dataset': 'datasets', 'get_real_dataset': 'loaders',
+    'get_dataset': 'datasets', 'dataset_info': 'datasets', 'SPLITS': 'datasets', 'DATASETS': 'datasets', 'Vocab': 'datasets',
+    'get_real_dataset': 'loaders', 'REAL_DATASETS': 'loaders', 'DatasetNotFoundError': 'loaders',
+    'expected_layout': 'loaders', 'write_fixture': 'loaders',
     'reproduce': 'reproduce',
     # DARTS-family core
     'PRIMITIVES': 'ops', 'SPACES': 'ops', 'get_space': 'ops',
     'Genotype': 'genotypes', 'parse_genotype': 'genotypes', 'format_genotype': 'genotypes',
     'GENOTYPES': 'genotypes', 'get_genotype': 'genotypes', 'derive_genotype': 'genotypes',
-    'build_network': 'evalnet', 'count_parameters': 'evalnet',
+    'validate_genotype': 'genotypes', 'plot_cell': 'genotypes',
+    'build_network': 'evalnet', 'count_parameters': 'evalnet', 'NetworkCIFAR': 'evalnet', 'NetworkImageNet': 'evalnet',
+    'train_network': 'evalnet', 'evaluate': 'evalnet',
     'SuperNet': 'supernet', 'build_supernet': 'supernet',
-    'Level': 'mlo', 'MLOProblem': 'mlo', 'hypergradient': 'mlo',
-    'run_search': 'search', 'random_search': 'search',
+    'Level': 'mlo', 'MLOProblem': 'mlo', 'hypergradient': 'mlo', 'functional': 'mlo',
+    'run_search': 'search', 'random_search': 'search', 'evaluate_genotype': 'search', 'METHODS': 'search',
+    'thesis_table': 'reference',
 }
-_MODULES = ('core', 'datasets', 'loaders', 'reproduce', 'ops', 'genotypes', 'supernet', 'evalnet', 'mlo', 'search')
+_MODULES = ('core', 'datasets', 'loaders', 'reproduce', 'ops', 'genotypes', 'supernet', 'evalnet', 'mlo', 'search', 'reference')
 
 def __getattr__(name):
     if name in _MODULES: return _importlib.import_module(f'{__name__}.{name}')
