@@ -1,0 +1,67 @@
+"Search drivers: every method runs and returns a genotype of its space; determinism; DARTS-ES; P-DARTS; random search."
+import random
+import pytest, torch
+from trustnas_nb.genotypes import validate_genotype, get_genotype
+from trustnas_nb.ops import get_space
+from trustnas_nb.search import (METHODS, get_method, run_search, random_genotype, dominant_eigenvalue, _es_should_stop,
+                                evaluate_genotype, paper_params)
+
+TINY = dict(C=4, layers=3, nodes=2, n_train=64, n_val=64, batch_size=32, max_steps=2, epochs=1)
+
+def test_method_registry_and_errors():
+    for k in ('darts_1st', 'darts_2nd', 'pcdarts', 'pdarts', 'prdarts', 'sdarts_rs', 'sdarts_adv', 'pcdarts_adv', 'darts_es', 'rdarts_l2', 'random'):
+        assert get_method(k).name in (k, 'darts')
+    assert get_method('darts_1st').hypergradient == 'first_order' and get_method('darts_2nd').hypergradient == 'finite_difference'
+    with pytest.raises(ValueError, match="unknown search method 'enas'"): get_method('enas')
+
+@pytest.mark.parametrize('method', ['darts_1st', 'darts_2nd', 'pcdarts', 'pdarts', 'prdarts', 'sdarts_rs', 'sdarts_adv',
+                                    'pcdarts_adv', 'darts_es', 'rdarts_l2', 'random'])
+def test_every_method_returns_a_valid_genotype(method):
+    r = run_search(method, 'darts', scale='ci', seed=0, progress=False, **TINY)
+    sp = get_space('darts', TINY['nodes'])
+    validate_genotype(r.genotype, sp)
+    assert len(r.history) >= 1 and r.seconds > 0
+    if method == 'pdarts':
+        assert sum(op == 'skip_connect' for op, _ in r.genotype.normal) <= 2
+        assert len({h['layers'] for h in r.history}) == 2          # two stages of different depth at ci scale
+
+@pytest.mark.parametrize('space', ['s1', 's2', 's3', 's4'])
+def test_rdarts_spaces_respected(space):
+    r = run_search('darts_1st', space, scale='ci', seed=0, progress=False, **TINY)
+    sp = get_space(space) if not get_space(space).uniform else get_space(space, TINY['nodes'])
+    validate_genotype(r.genotype, sp)
+    allowed = set(sp.primitives) - {'none'}
+    assert {op for op, _ in r.genotype.normal + r.genotype.reduce} <= allowed
+
+def test_search_is_deterministic():
+    a = run_search('darts_2nd', 'darts', scale='ci', seed=3, progress=False, **TINY)
+    b = run_search('darts_2nd', 'darts', scale='ci', seed=3, progress=False, **TINY)
+    assert a.genotype == b.genotype
+    assert [h['train_loss'] for h in a.history] == [h['train_loss'] for h in b.history]
+    for k in a.alphas: assert torch.equal(a.alphas[k], b.alphas[k])
+
+def test_dominant_eigenvalue_matches_eigvalsh():
+    torch.manual_seed(0)
+    M = torch.randn(5, 5, dtype=torch.float64); A = M @ M.T + torch.diag(torch.arange(5.0, dtype=torch.float64))
+    x = torch.zeros(5, dtype=torch.float64, requires_grad=True)
+    lam = dominant_eigenvalue(lambda: 0.5 * x @ A @ x + (x ** 3).sum() * 0, [x], iters=200, tol=1e-10)
+    assert abs(lam - torch.linalg.eigvalsh(A).max().item()) < 1e-6 * abs(lam)
+
+def test_early_stopping_rule():
+    log = [dict(hessian_eig=e) for e in (1.0, 1.05, 1.1, 1.2)]
+    assert not _es_should_stop(log, k=2, ratio=0.75)           # 1.05/1.2 = 0.875
+    log.append(dict(hessian_eig=1.6))                            # 1.1/1.6 = 0.69 < 0.75
+    assert _es_should_stop(log, k=2, ratio=0.75)
+    assert not _es_should_stop(log[:2], k=2, ratio=0.75)         # not enough epochs yet
+
+def test_random_genotype_is_valid_and_seeded():
+    for sp in ('darts', 's1', 's3'):
+        g = random_genotype(sp, random.Random(1)); validate_genotype(g, get_space(sp))
+        assert all(op != 'none' for op, _ in g.normal + g.reduce)
+    assert random_genotype('darts', 5) == random_genotype('darts', 5) != random_genotype('darts', 6)
+
+def test_evaluation_and_paper_parameter_count():
+    assert paper_params(get_genotype('DARTS_V2')) == 3_349_342
+    ev = evaluate_genotype('DARTS_V2', scale='ci', seed=0, progress=False)
+    assert 0 <= ev['test_acc'] <= 100 and abs(ev['test_acc'] + ev['test_err'] - 100) < 1e-9
+    assert ev['params_paper'] == 3_349_342 and len(ev['history']) >= 1
