@@ -42,7 +42,7 @@ pytest: $(VENV)/.dev-installed
 
 # every notebook in nbs/ runs at its defaults; experiment notebooks run through papermill in pytest (ci scale)
 nbtest: $(VENV)/.dev-installed
-	cd nbs && ../$(VENV)/bin/nbdev-test --n-workers 2 --skip-folder-re '^(experiments|[_.].*)$$' --timing
+	cd nbs && OMP_NUM_THREADS=1 ../$(VENV)/bin/nbdev-test --n-workers 2 --skip-folder-re '^(experiments|[_.].*)$$' --timing
 
 nb: $(VENV)/.dev-installed
 	$(VENV)/bin/nbdev-export

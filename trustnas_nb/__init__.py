@@ -10,7 +10,9 @@ Modules:
 - `trustnas_nb.mlo`: One small engine for every chain of the thesis: DARTS' two levels, DSRNA's extra upper term, LBG's three levels of arbitrary parameter groups, IUC's pseudo-label middle level and SANAS' four levels with an ascending attack and per-level update frequencies. A chain is a list of `Level`s; the hypergradient method (finite differences, exact autograd, first order, Neumann) is a setting.
 - `trustnas_nb.ops`: The candidate operations of the DARTS family as plain `nn.Module`s made of standard layers, and the search spaces as *data*: which operations sit on which edge, how many nodes a cell has, and how a cell is discretized.
 - `trustnas_nb.reference`: Tables transcribed from the thesis text (`seeds/000_…`), used only for side-by-side comparison with what our runs measure. Nothing here is ever reported as a measurement of ours.
-- `trustnas_nb.reproduce`: `trustnas reproduce` runs every experiment notebook with papermill at a chosen scale, keeps the executed notebooks and their tables and figures under `outputs/`, and assembles `outputs/REPORT.md`."""
+- `trustnas_nb.reproduce`: `trustnas reproduce` runs every experiment notebook with papermill at a chosen scale, keeps the executed notebooks and their tables and figures under `outputs/`, and assembles `outputs/REPORT.md`.
+- `trustnas_nb.search`: One driver runs every DARTS-family search as a two-level chain of the MLO engine (weights *w* below, architecture α above); the methods differ only in data: the supernet's options, the hypergradient, the perturbation of α, the schedule of stages, the stopping rule.
+- `trustnas_nb.supernet`: One supernet for DARTS and its descendants: mixed operations on every edge of the normal and reduction cells, architecture parameters kept apart from the weights, and PC-DARTS, P-DARTS, PR-DARTS and SDARTS as *options* of the same module, not copies of it."""
 
 # This is the one hand-written file of the package: nbdev keeps the version and the module docstring
 # (generated from the notebooks) here, and the stable entry points below are resolved lazily, so that
