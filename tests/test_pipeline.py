@@ -103,3 +103,12 @@ def test_every_experiment_notebook_runs_at_ci_scale(tmp_path):
         d = tmp_path/'ci'/nb.stem
         assert (d/'manifest.json').is_file(), nb.stem
         assert list((d/'tables').glob('*.csv')), f'{nb.stem} wrote no table'
+
+def test_every_experiment_has_a_parameters_cell_and_untagged_ones_fail(tmp_path):
+    from trustnas_nb.reproduce import has_parameters_cell
+    for nb in discover(): assert has_parameters_cell(nb), f'{nb.name} lost its parameters tag'
+    nbs = tmp_path/'exps'; nbs.mkdir()
+    path = _nb(nbs/'untagged.ipynb', PARAMS, "print('hi')")
+    nb = nbformat.read(str(path), as_version=4); nb.cells[0].metadata = {}; nbformat.write(nb, str(path))
+    res = reproduce(scale='ci', outputs_dir=tmp_path/'out', nbs_dir=nbs, progress=False)
+    assert res[0].status == 'failed' and "no cell tagged 'parameters'" in res[0].reason
