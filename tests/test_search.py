@@ -65,3 +65,18 @@ def test_evaluation_and_paper_parameter_count():
     ev = evaluate_genotype('DARTS_V2', scale='ci', seed=0, progress=False)
     assert 0 <= ev['test_acc'] <= 100 and abs(ev['test_acc'] + ev['test_err'] - 100) < 1e-9
     assert ev['params_paper'] == 3_349_342 and len(ev['history']) >= 1
+
+def test_search_reads_a_real_dataset_from_the_data_root(tmp_path, monkeypatch):
+    "The paper-scale data path: CIFAR-10 in its on-disk format under data_root, halved into the search splits."
+    from trustnas_nb.loaders import write_fixture
+    from trustnas_nb.search import search_data
+    write_fixture('cifar10', tmp_path)
+    monkeypatch.setenv('TRUSTNAS_DATA_ROOT', str(tmp_path))
+    P = dict(dataset='cifar10', image_size=32, n_train=10_000, n_val=10_000, batch_size=4)
+    tr, va, nc, ch = search_data(P, seed=0)
+    xt = torch.cat([x for x, _ in tr]); xv = torch.cat([x for x, _ in va])
+    assert nc == 10 and ch == 3 and xt.shape[1:] == (3, 32, 32)
+    assert not any(torch.equal(a, b) for a in xt for b in xv)            # the two search halves are disjoint
+    r = run_search('darts_1st', 'darts', scale='ci', seed=0, progress=False, **{**TINY, 'dataset': 'cifar10', 'image_size': 32,
+                                                                                 'n_train': 8, 'n_val': 8, 'batch_size': 4})
+    validate_genotype(r.genotype, get_space('darts', TINY['nodes']))
