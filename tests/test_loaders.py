@@ -301,3 +301,11 @@ def test_root_defaults_to_settings(root, monkeypatch):
     assert ds.root == root and len(ds) == 20
     monkeypatch.setenv('TRUSTNAS_DATA_ROOT', str(root/'nowhere'))
     with pytest.raises(DatasetNotFoundError, match='nowhere'): get_real_dataset('cifar10')
+
+
+def test_missing_data_root_is_a_clear_error(tmp_path, monkeypatch):
+    "A data root that does not exist at all (e.g. settings.ini pointing nowhere) gives the layout, not a traceback."
+    missing = tmp_path/'no'/'such'/'root'
+    monkeypatch.setenv('TRUSTNAS_DATA_ROOT', str(missing))
+    with pytest.raises(DatasetNotFoundError) as ei: get_real_dataset('cifar10')
+    assert str(missing) in str(ei.value) and 'cifar-10-batches-py' in str(ei.value)
