@@ -204,3 +204,13 @@ def test_train_network_validates_arguments():
     with pytest.raises(ValueError, match='drop_path_prob'): train_network(net, tr, epochs=1, drop_path_prob=1.5)
     hist = train_network(net, tr, None, epochs=1, max_steps=1, progress=False)
     assert math.isnan(hist.test_acc.iloc[0])
+
+
+def test_random_crop_flip_is_the_cifar_augmentation():
+    from trustnas_nb.evalnet import random_crop_flip
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    a = random_crop_flip(x, 4, torch.Generator().manual_seed(0)); b = random_crop_flip(x, 4, torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and torch.equal(a, b)
+    outs = [random_crop_flip(x[:1], 0, torch.Generator().manual_seed(s)) for s in range(20)]   # pad 0: only flips
+    assert any(torch.equal(o, x[:1]) for o in outs) and any(torch.equal(o, x[:1].flip(-1)) for o in outs)
+    assert all(torch.equal(o, x[:1]) or torch.equal(o, x[:1].flip(-1)) for o in outs)

@@ -112,3 +112,14 @@ def test_every_experiment_has_a_parameters_cell_and_untagged_ones_fail(tmp_path)
     nb = nbformat.read(str(path), as_version=4); nb.cells[0].metadata = {}; nbformat.write(nb, str(path))
     res = reproduce(scale='ci', outputs_dir=tmp_path/'out', nbs_dir=nbs, progress=False)
     assert res[0].status == 'failed' and "no cell tagged 'parameters'" in res[0].reason
+
+def test_completeness_ignores_threads_but_not_code_changes(tmp_path):
+    nbs = tmp_path/'exps'; nbs.mkdir()
+    _nb(nbs/'tiny.ipynb', PARAMS, "NAME='tiny'\n" + WRITE_TABLE + "out.finish()")
+    assert [r.status for r in reproduce(scale='ci', outputs_dir=tmp_path/'out', nbs_dir=nbs, progress=False)] == ['ran']
+    d = tmp_path/'out/ci/tiny'
+    run = json.loads((d/'run.json').read_text())
+    assert is_complete(d, nbs/'tiny.ipynb', {**run['parameters'], 'threads': 7}) == (True, 'complete')
+    assert is_complete(d, nbs/'tiny.ipynb', {**run['parameters'], 'seed': 1})[1] == 'parameters changed'
+    (d/'run.json').write_text(json.dumps({**run, 'package_hash': 'old'}))
+    assert is_complete(d, nbs/'tiny.ipynb', run['parameters'])[1] == 'package code changed'
