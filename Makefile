@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: reproduce test pytest nbtest nb venv dev bench clean-outputs
+.PHONY: reproduce test pytest nbtest nb venv dev bench bench-bounds clean-outputs
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ nb: $(VENV)/.dev-installed
 
 bench: $(VENV)/.base-installed
 	$(PY) benchmarks/bench_search.py
+
+# certified bounds: the CB objective at the DARTS search configuration, and certified radii (run alone; long)
+bench-bounds: $(VENV)/.base-installed
+	$(PY) benchmarks/bench_bounds.py
 
 clean-outputs:
 	rm -rf outputs/ci outputs/cpu outputs/paper outputs/REPORT.md
