@@ -51,6 +51,8 @@ from __future__ import annotations
 import argparse, fnmatch, json, os, platform, signal, statistics, subprocess, sys, tempfile, time
 from datetime import datetime, timezone
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_search import _peak_rss_bytes, _cpu_model     # the same measurement as the search benchmark
 
 HERE = Path(__file__).resolve().parent
 TAG = '@@RESULT '
@@ -132,11 +134,6 @@ def parse(argv=None):
     return a
 
 # ----------------------------------------------------------------------------------------------------- child side
-def _peak_rss_bytes() -> int:
-    import resource
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(r) if sys.platform == 'darwin' else int(r) * 1024       # Linux reports KiB, macOS bytes
-
 _LAST: dict = {}
 
 def _emit(res):
@@ -314,13 +311,6 @@ def run_child(a):
     return 0
 
 # ---------------------------------------------------------------------------------------------------- parent side
-def _cpu_model() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
 def _rss_bytes(pid) -> int:
     try:
         for line in Path(f'/proc/{pid}/status').read_text().splitlines():

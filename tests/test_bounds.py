@@ -20,12 +20,9 @@ TOL = 1e-5                          # absolute and relative tolerance for float3
 
 
 @pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    "Tiny tensors: one thread is fastest and immune to a busy machine's oversubscription; restored afterwards."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _single_thread(one_thread):
+    "conftest's one thread, set up before this module's model fixtures."
     yield
-    torch.set_num_threads(n)
 
 
 # --- models ----------------------------------------------------------------------------------------------------------

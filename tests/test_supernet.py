@@ -8,13 +8,7 @@ from trustnas_nb.supernet import (SuperNet, build_supernet, compare_with_referen
                                   hc_temperature, sdarts_epsilon, perturb_alpha_random, perturb_alpha_adv, MixedOp,
                                   channel_shuffle)
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Tiny tensors: one thread is fastest and immune to a busy machine's oversubscription; restored afterwards."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 SPACES = ('darts', 's1', 's2', 's3', 's4', 'nb201')
 OPTIONS = {
