@@ -3,6 +3,7 @@
 Modules:
 
 - `trustnas_nb.bounds`: A sound, differentiable linear-relaxation bound engine for any network built from the layers of the DARTS family (supernets, evaluation networks, your own `nn.Module`): lower and upper bounds of the logits, or of margins, over an ℓ∞, ℓ2 or ℓ1 ball, certified radii, and gradients of the bounds with respect to the weights and the architecture α.
+- `trustnas_nb.claims`: A claim of the thesis, the numbers our runs measured for it, the statistical test that compares them and the verdict at the scale we ran: *holds*, *does not hold* or *undecided*. Experiment notebooks record them; `outputs/REPORT.md` gathers them.
 - `trustnas_nb.core`: The machinery every chapter shares: where data and outputs live, how runs are seeded, which device they use, how big they are (`ci` / `cpu` / `paper`), and how tables and figures are written so that each one says what produced it.
 - `trustnas_nb.datasets`: Five small datasets built from what scikit-learn ships or generated from a seed: digits (for MNIST/CIFAR), cluttered digits with ground-truth masks (for saliency), colour-biased digits (for CelebA/ISIC fairness), captioned shape scenes (for COCO) and sentiment sentences with the sentiment words marked (for SST-2).
 - `trustnas_nb.evalnet`: The second half of every differentiable search: the discrete cell is stacked into a deeper, wider network (CIFAR- or ImageNet-style, as in DARTS), trained from scratch with the DARTS recipe (SGD with cosine annealing, cutout, an auxiliary head, drop-path), and evaluated. Parameter counts match the published ones.
@@ -45,8 +46,12 @@ _LAZY = {
     # certified bounds (chapter 1)
     'certified_bounds': 'bounds', 'certified_radius': 'bounds', 'compute_bounds': 'bounds', 'margin_spec': 'bounds',
     'UnsupportedOperationError': 'bounds',
+    # thesis claims as data
+    'Claim': 'claims', 'VERDICTS': 'claims', 'compare_greater': 'claims', 'compare_less': 'claims', 'compare_all': 'claims',
+    'equivalent_or_better': 'claims', 'anova': 'claims', 'ratio_claim': 'claims', 'record_claims': 'claims',
+    'read_claims': 'claims', 'claims_markdown': 'claims',
 }
-_MODULES = ('core', 'datasets', 'loaders', 'reproduce', 'ops', 'genotypes', 'supernet', 'evalnet', 'mlo', 'search', 'reference', 'bounds')
+_MODULES = ('core', 'datasets', 'loaders', 'reproduce', 'ops', 'genotypes', 'supernet', 'evalnet', 'mlo', 'search', 'reference', 'bounds', 'claims')
 
 def __getattr__(name):
     if name in _MODULES: return _importlib.import_module(f'{__name__}.{name}')

@@ -11,7 +11,8 @@ import argparse, fnmatch, hashlib, json, os, re, sys, tempfile, time, traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
-from .core import SCALES, SettingsError, load_settings, atomic_write, git_commit, _check_scale
+from .core import SCALES, SettingsError, load_settings, atomic_write, git_commit, _check_scale, df_to_markdown
+from .claims import VERDICTS, read_claims
 
 # %% auto #0
 __all__ = ['repo_root', 'discover', 'package_hash', 'notebook_hash', 'has_parameters_cell', 'experiment_dir', 'is_complete',
@@ -176,6 +177,61 @@ def _read(p: Path) -> str:
     try: return p.read_text(encoding='utf-8')
     except OSError: return ''
 
+def _run_state(d: Path) -> tuple[dict, bool]:
+    "An experiment directory's `run.json` (empty if missing or unreadable) and whether the run is complete."
+    run = {}
+    if (d/'run.json').is_file():
+        try: run = json.loads((d/'run.json').read_text())
+        except ValueError: run = {}
+    return run, (d/'manifest.json').is_file() and run.get('status') == 'ok'
+
+def _experiments(root: Path) -> dict[str, list[Path]]:
+    "scale -> its experiment directories, for the scales that have any (paper, cpu, ci order)."
+    res = {}
+    for scale in ('paper', 'cpu', 'ci'):
+        sd = root/scale
+        exps = sorted(d for d in sd.iterdir() if d.is_dir()) if sd.is_dir() else []
+        if exps: res[scale] = exps
+    return res
+
+def _count(n: int, one: str, many: str) -> str: return f'{n} {one if n == 1 else many}'
+
+def _claims_section(found: dict[str, list[Path]]) -> list[str]:
+    "The report's Claims section: per scale, a one-line count of verdicts and one table of every experiment's claims."
+    import pandas as pd
+    lines = ['## Claims', '',
+             'Each experiment records the thesis claims its tables decide (`claims.json`, `trustnas_nb.claims`): the '
+             'thesis\' words and where they are, the numbers compared over seeds, the statistical test and a verdict. '
+             '*holds*: the test supports the claim at the level stated (α = 0.05 unless noted); *does not hold*: it '
+             'supports the reverse; *undecided*: neither (the spread over seeds is too large, or there is one seed). '
+             '`p` is the one-sided p-value of the test for the claim. A verdict is about our runs at that scale, not '
+             'about the thesis\' own experiments.', '']
+    any_claims = False
+    for scale, exps in found.items():
+        rows, bad = [], []
+        for d in exps:
+            if not (d/'claims.json').exists(): continue
+            try: claims = read_claims(d)
+            except (ValueError, OSError) as e:
+                bad.append(f'- `{d.name}`: its claims.json could not be read ({e}); its claims are not counted.'); continue
+            complete = _run_state(d)[1]
+            for c in claims:
+                rows.append({'experiment': d.name + ('' if complete else ' (incomplete run)'), 'claim': c.id,
+                             'thesis says': c.text + (f' ({c.source})' if c.source else ''), 'tables': ', '.join(c.tables),
+                             'test': c.test, 'p': '—' if c.p_value is None else f'{c.p_value:.2g}',
+                             'verdict': f'**{c.verdict}**' + (f' — {c.reason}' if c.reason else ''), '_v': c.verdict})
+        if not rows and not bad: continue
+        any_claims = True
+        n = {v: sum(r['_v'] == v for r in rows) for v in VERDICTS}
+        summary = (f"**Claims at `{scale}` scale: {_count(n['holds'], 'holds', 'hold')}, "
+                   f"{_count(n['does not hold'], 'does not hold', 'do not hold')}, {n['undecided']} undecided "
+                   f"(of {len(rows)})" + (f"; {_count(len(bad), 'claims file', 'claims files')} unreadable" if bad else '') + '.**')
+        lines += [summary, '']
+        if rows: lines += [df_to_markdown(pd.DataFrame(rows).drop(columns='_v')), '']
+        if bad: lines += [*bad, '']
+    if not any_claims: lines += ['*No experiment has recorded thesis claims yet.*', '']
+    return lines
+
 def write_report(outputs_dir: str | Path) -> Path:
     "Assemble `REPORT.md` under `outputs_dir` from every experiment directory found there."
     root = Path(outputs_dir)
@@ -186,20 +242,12 @@ def write_report(outputs_dir: str | Path) -> Path:
              'datasets and small networks, so their numbers are not comparable in value to the thesis\' — only the '
              'pipeline and the trends are. Each table and figure is stamped with the parameters, seeds, package '
              'version, git commit, device and wall time that produced it.', '']
-    found = False
-    for scale in ('paper', 'cpu', 'ci'):
-        sd = root/scale
-        exps = sorted(d for d in sd.iterdir() if d.is_dir()) if sd.is_dir() else []
-        if not exps: continue
-        found = True
+    found = _experiments(root)
+    if found: lines += _claims_section(found)
+    for scale, exps in found.items():
         lines += [f'## Scale `{scale}`', '']
         for d in exps:
-            run = {}
-            with_suffix = d/'run.json'
-            if with_suffix.is_file():
-                try: run = json.loads(with_suffix.read_text())
-                except ValueError: run = {}
-            complete = (d/'manifest.json').is_file() and run.get('status') == 'ok'
+            run, complete = _run_state(d)
             state = 'complete' if complete else f"INCOMPLETE ({run.get('status', 'not run')}{': ' + run['error'] if run.get('error') else ''})"
             lines += [f'### {d.name}', '',
                       f"*{state}* · {run.get('seconds', '?')} s · commit {run.get('git_commit', '?')} · "
