@@ -6,6 +6,7 @@ Modules:
 - `trustnas_nb.claims`: A claim of the thesis, the numbers our runs measured for it, the statistical test that compares them and the verdict at the scale we ran: *holds*, *does not hold* or *undecided*. Experiment notebooks record them; `outputs/REPORT.md` gathers them.
 - `trustnas_nb.core`: The machinery every chapter shares: where data and outputs live, how runs are seeded, which device they use, how big they are (`ci` / `cpu` / `paper`), and how tables and figures are written so that each one says what produced it.
 - `trustnas_nb.datasets`: Five small datasets built from what scikit-learn ships or generated from a seed: digits (for MNIST/CIFAR), cluttered digits with ground-truth masks (for saliency), colour-biased digits (for CelebA/ISIC fairness), captioned shape scenes (for COCO) and sentiment sentences with the sentiment words marked (for SST-2).
+- `trustnas_nb.dsrna`: Two differentiable robustness metrics of an architecture — a certified lower bound (DSRNA-CB) and a Jacobian-norm bound (DSRNA-Jacobian) — and the search that maximizes them next to the validation accuracy (eq. 1.16), as methods of the one search driver: `run_search('dsrna_cb' | 'dsrna_jacobian' | 'dsrna_combined', space=…)`.
 - `trustnas_nb.evalnet`: The second half of every differentiable search: the discrete cell is stacked into a deeper, wider network (CIFAR- or ImageNet-style, as in DARTS), trained from scratch with the DARTS recipe (SGD with cosine annealing, cutout, an auxiliary head, drop-path), and evaluated. Parameter counts match the published ones.
 - `trustnas_nb.genotypes`: A genotype is the discrete cell a differentiable search hands to the evaluation network: for every intermediate node, which operations it applies to which earlier nodes. This module derives it from the architecture weights (the DARTS rule), reads and writes it in the DARTS notation (so a published genotype can be pasted in), checks it, draws it, and holds the published genotypes as reference data.
 - `trustnas_nb.loaders`: MNIST, CIFAR-10/100, ImageNet-style folders, CelebA, ISIC-2018, COCO captions with the Karpathy split, brain-tumour MRI folders and GLUE SST-2, read from the standard on-disk formats under the data root. Nothing is ever downloaded: a missing dataset is an error that shows the layout it expected.
@@ -13,6 +14,7 @@ Modules:
 - `trustnas_nb.ops`: The candidate operations of the DARTS family as plain `nn.Module`s made of standard layers, and the search spaces as *data*: which operations sit on which edge, how many nodes a cell has, and how a cell is discretized.
 - `trustnas_nb.reference`: Tables transcribed from the thesis text (`seeds/000_…`), used only for side-by-side comparison with what our runs measure. Nothing here is ever reported as a measurement of ours.
 - `trustnas_nb.reproduce`: `trustnas reproduce` runs every experiment notebook with papermill at a chosen scale, keeps the executed notebooks and their tables and figures under `outputs/`, and assembles `outputs/REPORT.md`.
+- `trustnas_nb.robustness`: Chapter 1's evaluation of robust architectures, game-based and verification-based: the thesis' attacks (PGD, FGSM, C&W, AutoAttack) from torchattacks with its per-dataset budgets as data, robust accuracy and the accuracy-vs-PGD-iterations curve, retraining of evaluation networks with Jacobian regularization or PGD adversarial training, and averaged certified lower bounds from the bound engine.
 - `trustnas_nb.search`: One driver runs every DARTS-family search as a two-level chain of the MLO engine (weights *w* below, architecture α above); the methods differ only in data: the supernet's options, the hypergradient, the perturbation of α, the schedule of stages, the stopping rule.
 - `trustnas_nb.supernet`: One supernet for DARTS and its descendants: mixed operations on every edge of the normal and reduction cells, architecture parameters kept apart from the weights, and PC-DARTS, P-DARTS, PR-DARTS and SDARTS as *options* of the same module, not copies of it."""
 
@@ -50,8 +52,15 @@ _LAZY = {
     'Claim': 'claims', 'VERDICTS': 'claims', 'compare_greater': 'claims', 'compare_less': 'claims', 'compare_all': 'claims',
     'equivalent_or_better': 'claims', 'anova': 'claims', 'ratio_claim': 'claims', 'record_claims': 'claims',
     'read_claims': 'claims', 'claims_markdown': 'claims',
+    # chapter 1: DSRNA
+    'jacobian_norm': 'dsrna', 'jacobian_metric': 'dsrna', 'jacobian_frobenius_sq': 'dsrna', 'cb_metric': 'dsrna',
+    'RobustTerm': 'dsrna',
+    # chapter 1: robustness evaluation (attacks, robust retraining, averaged certified bounds)
+    'ATTACKS': 'robustness', 'BUDGETS': 'robustness', 'make_attack': 'robustness', 'robust_accuracy': 'robustness',
+    'pgd_curve': 'robustness', 'jacobian_regularizer': 'robustness', 'pgd_adversary': 'robustness',
+    'train_robust': 'robustness', 'mean_certified_bound': 'robustness', 'Normalized': 'robustness',
 }
-_MODULES = ('core', 'datasets', 'loaders', 'reproduce', 'ops', 'genotypes', 'supernet', 'evalnet', 'mlo', 'search', 'reference', 'bounds', 'claims')
+_MODULES = ('core', 'datasets', 'loaders', 'reproduce', 'ops', 'genotypes', 'supernet', 'evalnet', 'mlo', 'search', 'reference', 'bounds', 'claims', 'dsrna', 'robustness')
 
 def __getattr__(name):
     if name in _MODULES: return _importlib.import_module(f'{__name__}.{name}')

@@ -38,6 +38,7 @@ class Method:
     early_stop: bool = False          # DARTS-ES
     wd_factor: bool = False           # R-DARTS (L2)
     random: bool = False              # random-search baseline
+    robust: str | None = None         # DSRNA: robustness metric in the α objective, 'cb' | 'jacobian' | 'combined'
 
 METHODS: dict[str, Method] = {m.name: m for m in [
     Method('darts_1st', 'DARTS (1st)', 'first_order'),
@@ -51,6 +52,9 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method('darts_es', 'DARTS-ES', 'finite_difference', early_stop=True),
     Method('rdarts_l2', 'R-DARTS (L2)', 'finite_difference', wd_factor=True),
     Method('random', 'Random search', random=True),
+    Method('dsrna_cb', 'DSRNA-CB', 'first_order', partial_channels=True, robust='cb'),
+    Method('dsrna_jacobian', 'DSRNA-Jacobian', 'first_order', partial_channels=True, robust='jacobian'),
+    Method('dsrna_combined', 'DSRNA-Combined', 'first_order', partial_channels=True, robust='combined'),
 ]}
 METHODS['darts'] = replace(METHODS['darts_2nd'], name='darts', label='DARTS')
 
@@ -60,14 +64,15 @@ def get_method(name: str | Method) -> Method:
     return METHODS[name]
 
 # %% ../nbs/09_search.ipynb #f04dddb9
+_EMBEDDED = ('digits', 'objects10')
 _NORMALIZE = {'cifar10': ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
               'cifar100': ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))}
 
 def _tensors(name, split, seed, image_size, n):
-    if name == 'digits':
+    if name in _EMBEDDED:                               # embedded stand-ins: digits (MNIST), objects10 (CIFAR-10)
         from trustnas_nb.datasets import get_dataset
-        ds = get_dataset('digits', split, seed=seed, image_size=image_size)
-        return ds.x[:n], ds.y[:n], 10, ds.x.shape[1]
+        ds = get_dataset(name, split, seed=seed, image_size=image_size)
+        return ds.x[:n], ds.y[:n], ds.num_classes, ds.x.shape[1]
     from trustnas_nb.loaders import get_real_dataset
     real_split = 'test' if split == 'test' else 'train'
     ds = get_real_dataset(name, split=real_split)
@@ -154,7 +159,7 @@ def _weights_snapshot(net) -> dict:
 def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, layers: int, epochs: int, seed: int, dev,
                   progress: bool, log: list, skip_dropout: float = 0.0, epoch_offset: int = 0, warmup: int = 0,
                   stage: int = 0, track_eigenvalue: bool = False, batch_size: int | None = None, w_lr: float | None = None,
-                  a_lr: float | None = None, pc_k: int = 1):
+                  a_lr: float | None = None, pc_k: int = 1, a_wd: float | None = None, robust: Mapping | None = None):
     "One search run on a fixed space and depth; returns the supernet. Appends per-epoch rows to `log`."
     from tqdm.auto import tqdm
     from trustnas_nb.supernet import (build_supernet, perturb_alpha_random, perturb_alpha_adv, sdarts_epsilon,
@@ -164,17 +169,25 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
                          edge_norm=method.partial_channels, gates=method.gates, skip_dropout=skip_dropout).to(dev)
     wd = P['w_wd'] * (M['rdarts_l2']['wd_factor'] if method.wd_factor else 1.0)
     w_opt = torch.optim.SGD(net.weights(), lr=w_lr or P['w_lr'], momentum=P['w_momentum'], weight_decay=wd)
-    a_opt = torch.optim.Adam(net.arch_parameters(), lr=a_lr or P['a_lr'], betas=(0.5, 0.999), weight_decay=P['a_wd'])
+    a_opt = torch.optim.Adam(net.arch_parameters(), lr=a_lr or P['a_lr'], betas=(0.5, 0.999),
+                             weight_decay=P['a_wd'] if a_wd is None else a_wd)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, float(epochs), eta_min=min(0.001, w_lr or P['w_lr']))  # DARTS: lr_min 0.001
     def w_loss(Pm, batch):
         x, y = batch
         return F.cross_entropy(torch.func.functional_call(net, {**Pm['w'], **Pm.get('alpha', {})}, (x,), strict=False), y)
     lam = M['prdarts']['lambdas']
+    term = None
+    if method.robust:                                   # DSRNA: upper objective L_val − γ·R (eq. 1.16)
+        from trustnas_nb.dsrna import RobustTerm
+        term = RobustTerm(method.robust, net, **(robust or {}))
     def a_loss(Pm, batch):
         x, y = batch
+        if term is not None and term.uses_jacobian: x = x.detach().requires_grad_(True)
         params = {**Pm['w'], **Pm['alpha']}
-        loss = F.cross_entropy(torch.func.functional_call(net, params, (x,), strict=False), y)
+        out = torch.func.functional_call(net, params, (x,), strict=False)
+        loss = F.cross_entropy(out, y)
         if method.gates == 'hard_concrete': loss = loss + net.pr_regularizer(*lam)
+        if term is not None and term.active: loss = loss - term.gamma * term(out, x, y)
         return loss
     w_level = Level('w', dict(net.named_weights()), w_loss, w_opt, weight_decay_unroll=wd, grad_clip=5.0)
     a_level = Level('alpha', dict(net.named_arch_parameters()), a_loss, a_opt)
@@ -210,12 +223,14 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
             bt = (bt[0].to(dev), bt[1].to(dev)); bv = (bv[0].to(dev), bv[1].to(dev))
             state['batch'] = bt
             info = prob.step({'w': bt} if prob is warm else {'w': bt, 'alpha': bv})
+            if term is not None and prob is full: term.adapt()
             tl += float(info['loss']['w']); n += 1
         sched.step()
         vl, va = _accuracy(net, val_dl, dev, max_batches=P['max_steps'])
         row = dict(stage=stage, epoch=epoch_offset + ep + 1, layers=layers, train_loss=tl / max(n, 1), val_loss=vl, val_acc=va,
                    lr=w_opt.param_groups[0]['lr'], seconds=time.perf_counter() - t0, genotype=format_genotype(net.genotype()),
                    alphas=_weights_snapshot(net), warmup=ep < warmup)
+        if term is not None: row.update(term.summary())
         if probe is not None:
             ap = net.arch_parameters()
             row['hessian_eig'] = dominant_eigenvalue(lambda: F.cross_entropy(net(probe[0]), probe[1]), ap,
@@ -231,10 +246,31 @@ def _es_should_stop(log, k, ratio):
     prev, cur = abs(eig[-1 - k]), abs(eig[-1])
     return cur > 0 and prev / cur < ratio
 
+# %% ../nbs/09_search.ipynb #d5a1c0de
+def _dsrna_settings(m: Method, scale: str, P: Mapping, seed: int, robust: Mapping | None) -> dict:
+    "The `_search_stage` options of a DSRNA method: §1.4.2's optimizer settings and the robustness term's fields."
+    D = preset(scale, 'dsrna')
+    if robust:
+        if not isinstance(robust, Mapping): raise ValueError(f"robust must be a dict of 'dsrna' preset fields, got {robust!r}")
+        D = D.replace(**robust)
+    if m.robust in ('cb', 'combined') and m.hypergradient != 'first_order':
+        raise ValueError(f"method {m.name!r}: the certified-bound metric reads the supernet's live weights, so it needs the "
+                         f"first-order α gradient (Algorithm 1), not {m.hypergradient!r}")
+    opt = D['cb'] if m.robust in ('cb', 'combined') else D['jacobian']
+    fields = {k: D[k] for k in ('gamma', 'norm', 'delta', 'n_proj', 'cb_method', 'cb_batch', 'eps0', 'eps_step', 'eps_min', 'eps_max')}
+    from trustnas_nb.dsrna import RobustTerm
+    RobustTerm(m.robust, None, dataset=P['dataset'], **fields)          # validate now: bad values fail before any training
+    return dict(warmup=D['warmup_epochs'], w_lr=opt['w_lr'], a_lr=opt['a_lr'], a_wd=opt['a_wd'], batch_size=opt['batch_size'],
+                pc_k=preset(scale, 'pcdarts')['pc_k'],
+                robust=dict(dataset=P['dataset'], seed=derive_seed(seed, 'dsrna'), **fields))
+
+
 # %% ../nbs/09_search.ipynb #557066fe
 def run_search(method: str | Method = 'darts_2nd', space: str | SearchSpace = 'darts', scale: str = 'ci', seed: int = 0,
-               device: str = 'cpu', progress: bool = True, track_eigenvalue: bool = False, **overrides) -> SearchResult:
-    "Search with `method` in `space` at `scale` (presets from `trustnas_nb.core`; `overrides` change 'search' fields)."
+               device: str = 'cpu', progress: bool = True, track_eigenvalue: bool = False, robust: Mapping | None = None,
+               **overrides) -> SearchResult:
+    """Search with `method` in `space` at `scale` (presets from `trustnas_nb.core`; `overrides` change 'search' fields,
+    `robust` the 'dsrna' fields of the DSRNA methods, e.g. `robust=dict(gamma=0.1)`)."""
     from trustnas_nb.supernet import pdarts_prune
     m = get_method(method)
     if m.random: return random_search(space, scale=scale, seed=seed, device=device, progress=progress, **overrides)
@@ -250,6 +286,8 @@ def run_search(method: str | Method = 'darts_2nd', space: str | SearchSpace = 'd
         kw.update(warmup=pc['warmup_epochs'], w_lr=pc['w_lr'], a_lr=pc['a_lr'], batch_size=pc['batch_size'], pc_k=pc['pc_k'])
     if m.gates == 'hard_concrete':
         kw.update(batch_size=M['prdarts']['batch_size'])
+    if m.robust: kw.update(_dsrna_settings(m, scale, P, seed, robust))
+    elif robust: raise ValueError(f"robust= applies to the DSRNA methods only, not to {m.name!r}")
     if m.progressive:
         pd_ = M['pdarts']; off = 0
         for s, layers in enumerate(pd_['stage_layers']):
