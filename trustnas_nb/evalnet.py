@@ -304,8 +304,12 @@ def evaluate(model: nn.Module, loader, device='cpu', max_steps: int | None = Non
 def train_network(model: nn.Module, train_loader, test_loader=None, epochs: int = 1, lr: float = 0.025,
                   momentum: float = 0.9, weight_decay: float = 3e-4, grad_clip: float | None = 5.0,
                   auxiliary_weight: float = 0.4, drop_path_prob: float = 0.2, cutout: int = 0, augment: bool = False, device='cpu',
-                  max_steps: int | None = None, seed: int | None = None, eta_min: float = 0.0, progress: bool = True):
-    "Train an evaluation network with the DARTS recipe; returns a per-epoch DataFrame (losses, accuracies, lr, seconds)."
+                  max_steps: int | None = None, seed: int | None = None, eta_min: float = 0.0, progress: bool = True,
+                  regularizer=None, adversary=None):
+    """Train an evaluation network with the DARTS recipe; returns a per-epoch DataFrame (losses, accuracies, lr, seconds).
+    Optional hooks: `regularizer(model, x, y, logits) -> scalar` is added to the loss (x then requires grad, so it may
+    differentiate the logits with respect to the inputs); `adversary(model, x, y) -> x_adv` replaces each (augmented)
+    batch, computed with the model in eval mode, which is switched back to training mode afterwards."""
     import pandas as pd
     from tqdm import tqdm
     from trustnas_nb.core import get_device
@@ -313,6 +317,8 @@ def train_network(model: nn.Module, train_loader, test_loader=None, epochs: int 
     if not lr > 0: raise ValueError(f"lr must be > 0, got {lr!r}")
     if max_steps is not None: _check_pos_int(max_steps, 'max_steps')
     if not 0.0 <= drop_path_prob < 1.0: raise ValueError(f"drop_path_prob must be in [0, 1), got {drop_path_prob!r}")
+    for hook, hname in ((regularizer, 'regularizer'), (adversary, 'adversary')):
+        if hook is not None and not callable(hook): raise ValueError(f"{hname} must be callable or None, got {hook!r}")
     dev = get_device(device) if isinstance(device, str) else device
     if seed is not None: torch.manual_seed(seed)
     cut = Cutout(cutout, torch.Generator().manual_seed(0 if seed is None else seed)) if cutout else None
@@ -328,7 +334,7 @@ def train_network(model: nn.Module, train_loader, test_loader=None, epochs: int 
         p_e = drop_path_prob * epoch / epochs
         if has_dp: set_drop_path(model, p_e)
         lr_e = opt.param_groups[0]['lr']
-        model.train(); tot, correct, n = 0.0, 0, 0
+        model.train(); tot, correct, n, tot_reg = 0.0, 0, 0, 0.0
         n_batches = len(train_loader) if hasattr(train_loader, '__len__') else None
         total = min(n_batches, max_steps) if (n_batches is not None and max_steps) else (max_steps or n_batches)
         for step, (x, y) in enumerate(tqdm(train_loader, desc=f'epoch {epoch + 1}', total=total, disable=not progress, leave=False)):
@@ -336,10 +342,22 @@ def train_network(model: nn.Module, train_loader, test_loader=None, epochs: int 
             x, y = x.to(dev), y.to(dev)
             if aug_g is not None: x = random_crop_flip(x, 4, aug_g)
             if cut is not None: x = cut(x)
+            if adversary is not None:
+                model.eval()
+                x_adv = adversary(model, x, y)
+                model.train()
+                if not (isinstance(x_adv, torch.Tensor) and x_adv.shape == x.shape):
+                    raise ValueError(f"the adversary must return a tensor of the batch's shape {tuple(x.shape)}, got "
+                                     f"{tuple(x_adv.shape) if isinstance(x_adv, torch.Tensor) else type(x_adv).__name__}")
+                x = x_adv.detach()
+            if regularizer is not None: x = x.detach().requires_grad_(True)
             opt.zero_grad(set_to_none=True)
             logits, aux = split_output(model(x))
             loss = F.cross_entropy(logits, y)
             full = loss + auxiliary_weight * F.cross_entropy(aux, y) if (aux is not None and auxiliary_weight) else loss
+            if regularizer is not None:
+                reg = regularizer(model, x, y, logits)
+                full = full + reg; tot_reg += reg.item() * len(y)
             if not torch.isfinite(full): raise FloatingPointError(f"training loss became {full.item()} at epoch {epoch + 1}, step {step}; lower lr?")
             full.backward()
             if grad_clip: nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -350,5 +368,6 @@ def train_network(model: nn.Module, train_loader, test_loader=None, epochs: int 
         te_loss, te_acc = evaluate(model, test_loader, dev, max_steps) if test_loader is not None else (math.nan, math.nan)
         rows.append(dict(epoch=epoch + 1, train_loss=tot / n, train_acc=correct / n, test_loss=te_loss, test_acc=te_acc,
                          lr=lr_e, drop_path_prob=p_e, seconds=time.perf_counter() - t0))
+        if regularizer is not None: rows[-1]['train_reg'] = tot_reg / n
         bar.set_postfix(train_loss=f'{tot / n:.3f}', test_acc=f'{te_acc:.3f}')
     return pd.DataFrame(rows)
