@@ -161,3 +161,32 @@ def test_bad_input():
         jacobian_norm(out, xr, n_proj=0)
     with pytest.raises(ValueError, match='delta = -1'):
         jacobian_metric(out, xr, -1)
+
+def test_genotype_weights_select_one_path():
+    "With a genotype's weights, the supernet's output does not depend on the weights of any operation off the path."
+    from trustnas_nb.dsrna import genotype_weights
+    from trustnas_nb.search import random_genotype
+    torch.manual_seed(0)
+    sn = build_supernet('darts', C=4, num_classes=10, layers=3, in_channels=1).eval()
+    g = random_genotype(sn.space, 1)
+    W = genotype_weights(sn, g)
+    assert all(int((w.sum(1) > 0).sum()) == 2 * sn.space.n_nodes and set(w.sum(1).tolist()) <= {0.0, 1.0} for w in W.values())
+    x = torch.rand(2, 1, 8, 8)
+    y0 = sn(x, W)
+    cell, kind = sn.cells[0], 'reduce' if sn.cells[0].reduction else 'normal'
+    n_changed = 0
+    with torch.no_grad():                                              # perturb every parameterized op off the path
+        for e, o in (W[kind] == 0).nonzero().tolist():
+            for p in list(cell.edges[e].ops.values())[o].parameters(): p.add_(1.0); n_changed += 1
+    assert n_changed > 0
+    torch.testing.assert_close(sn(x, W), y0)
+    with pytest.raises(ValueError, match='not in space'):
+        from trustnas_nb.genotypes import Genotype
+        genotype_weights(build_supernet('s2', C=4, num_classes=10, layers=3, in_channels=1), g)
+
+def test_robnet_search_ci():
+    r = run_search('robnet', 'darts', scale='ci', seed=0, progress=False)
+    h = r.history_frame()
+    assert r.method == 'robnet' and (h.phase == 'ranking').sum() >= 2
+    assert h.pgd_acc.dropna().between(0, 1).all()
+    assert r.genotype_str == h[h.phase == 'ranking'].sort_values('pgd_acc', ascending=False, kind='stable').genotype.iloc[0]

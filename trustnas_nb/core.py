@@ -174,6 +174,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         'sdarts': dict(eps=(0.03, 0.3), adv_steps=2),
         'darts_es': dict(patience=1, ratio=0.75, eig_iters=4),
         'rdarts_l2': dict(wd_factor=9.0),
+        'robnet': dict(epochs=1, n_samples=2, attack_steps=2, rank_examples=64),
         'dsrna': dict(gamma=0.01, norm='linf', delta=None, n_proj=1, cb_method='crown-ibp', eps0=0.03, eps_step=0.003, eps_min=0.003, eps_max=0.3, cb_batch=2, warmup_epochs=0,
                       cb=dict(w_lr=0.05, batch_size=32, a_lr=6e-4, a_wd=3e-4), jacobian=dict(w_lr=0.025, batch_size=32, a_lr=3e-4, a_wd=1e-3)),
         'demo':   dict(dataset='digits', image_size=8, n_train=600, n_test=300, epochs=2, batch_size=64, lr=0.05, width=16, seeds=(0,)),
@@ -192,6 +193,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         'sdarts': dict(eps=(0.03, 0.3), adv_steps=2),
         'darts_es': dict(patience=1, ratio=0.75, eig_iters=6),
         'rdarts_l2': dict(wd_factor=9.0),
+        'robnet': dict(epochs=4, n_samples=8, attack_steps=3, rank_examples=192),
         'dsrna': dict(gamma=0.01, norm='linf', delta=None, n_proj=1, cb_method='crown-ibp', eps0=0.03, eps_step=0.003, eps_min=0.003, eps_max=0.3, cb_batch=4, warmup_epochs=1,
                       cb=dict(w_lr=0.1, batch_size=96, a_lr=6e-4, a_wd=3e-4), jacobian=dict(w_lr=0.05, batch_size=96, a_lr=6e-4, a_wd=1e-3)),
         'demo':   dict(dataset='digits', image_size=8, n_train=1297, n_test=500, epochs=15, batch_size=64, lr=0.05, width=32, seeds=(0, 1, 2)),
@@ -210,6 +212,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         'sdarts': dict(eps=(0.03, 0.3), adv_steps=7),
         'darts_es': dict(patience=5, ratio=0.75, eig_iters=20),
         'rdarts_l2': dict(wd_factor=9.0),
+        'robnet': dict(epochs=50, n_samples=1000, attack_steps=7, rank_examples=1000),   # RobNet sampled 1000 architectures
         'dsrna': dict(gamma=0.01, norm='linf', delta=None, n_proj=1, cb_method='crown-ibp', eps0=0.03, eps_step=0.003, eps_min=0.003, eps_max=0.3, cb_batch=8, warmup_epochs=15,           # §1.4.2 (L496-L500)
                       cb=dict(w_lr=0.1, batch_size=256, a_lr=6e-4, a_wd=3e-4), jacobian=dict(w_lr=0.025, batch_size=128, a_lr=3e-4, a_wd=1e-3)),
         'demo':   dict(dataset='mnist', image_size=28, n_train=60000, n_test=10000, epochs=20, batch_size=128, lr=0.05, width=64, seeds=(0, 1, 2, 3, 4)),

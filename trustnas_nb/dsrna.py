@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['ATTACK_BUDGET_LINF', 'ROBUST_KINDS', 'dual_norm', 'jacobian_rows', 'jacobian_norm', 'jacobian_frobenius_sq',
-           'exact_jacobian', 'jacobian_metric', 'margin_lower_bound', 'cb_metric', 'adapt_eps', 'RobustTerm']
+           'exact_jacobian', 'jacobian_metric', 'margin_lower_bound', 'cb_metric', 'adapt_eps', 'RobustTerm',
+           'genotype_weights', 'robnet_search']
 
 # %% ../nbs/11_dsrna.ipynb #93371110
 _DUAL = {'linf': 1.0, 'l2': 2.0}
@@ -182,3 +183,84 @@ class RobustTerm:
         s['robust_eps'] = self.eps
         self.log = []
         return s
+
+# %% ../nbs/11_dsrna.ipynb #4d177fe9
+def genotype_weights(net: nn.Module, genotype) -> dict:
+    "Mixing weights `{kind: W}` that make the supernet compute exactly the cells of `genotype` (one-hot rows, 0 elsewhere)."
+    sp = net.space
+    out = {}
+    for kind in net.cell_kinds:
+        W = torch.zeros_like(getattr(net, f'alpha_{kind}'))
+        cell = genotype.normal if kind == 'normal' else genotype.reduce
+        ops = sp.ops(kind == 'reduce')
+        for node in range(sp.n_nodes):
+            for op, src in cell[2 * node: 2 * node + 2]:
+                e = sp.edges.index((src, node + sp.n_inputs))
+                if op not in ops[e]: raise ValueError(f"genotype op {op!r} on edge {src}->{node + sp.n_inputs} is not in space {sp.name!r}")
+                W[e, ops[e].index(op)] = 1.0
+        out[kind] = W
+    return out
+
+class _PathModel(nn.Module):
+    "The supernet restricted to one path (for torchattacks, which needs a module of one input)."
+    def __init__(self, net, weights): super().__init__(); self.net, self.weights = net, weights
+    def forward(self, x): return self.net(x, self.weights)
+
+def _pgd(model, eps, steps):
+    import torchattacks
+    atk = torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=steps, random_start=True)
+    atk.set_model_training_mode(model_training=True, batchnorm_training=True)    # one-shot: batch statistics
+    return atk
+
+def robnet_search(space='darts', scale: str = 'ci', seed: int = 0, device: str = 'cpu', progress: bool = True,
+                  n_samples: int | None = None, **overrides):
+    "RobNet-style one-shot robust search: PGD-adversarially trained single-path supernet, random architectures ranked by PGD accuracy."
+    import random, time
+    from tqdm.auto import tqdm
+    from trustnas_nb.core import preset, seed_everything, get_device, derive_seed
+    from trustnas_nb.ops import get_space
+    from trustnas_nb.search import search_data, random_genotype, SearchResult
+    from trustnas_nb.genotypes import format_genotype
+    from trustnas_nb.supernet import build_supernet
+    P = preset(scale, 'search').replace(**overrides) if overrides else preset(scale, 'search')
+    Rb = preset(scale, 'robnet')
+    n = Rb['n_samples'] if n_samples is None else n_samples
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise ValueError(f"n_samples = {n!r}; expected a positive integer")
+    if P['dataset'] not in ATTACK_BUDGET_LINF: raise ValueError(f"no attack budget known for dataset {P['dataset']!r}")
+    eps = ATTACK_BUDGET_LINF[P['dataset']]
+    sp = get_space(space, P['nodes']) if get_space(space).uniform else get_space(space)
+    dev = get_device(device); seed_everything(seed)
+    rng = random.Random(derive_seed(seed, 'robnet'))
+    train_dl, val_dl, nc, ch = search_data(P, seed)
+    net = build_supernet(sp, C=P['C'], num_classes=nc, layers=P['layers'], in_channels=ch).to(dev)
+    opt = torch.optim.SGD(net.weights(), lr=P['w_lr'], momentum=P['w_momentum'], weight_decay=P['w_wd'])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, float(Rb['epochs']), eta_min=min(0.001, P['w_lr']))
+    t0, log = time.perf_counter(), []
+    for ep in tqdm(range(Rb['epochs']), desc='robnet supernet', disable=not progress, leave=False):
+        net.train(); tl = m = 0
+        for step, (x, y) in enumerate(train_dl):
+            if P['max_steps'] is not None and step >= P['max_steps']: break
+            x, y = x.to(dev), y.to(dev)
+            W = genotype_weights(net, random_genotype(sp, rng))
+            pm = _PathModel(net, W)
+            xa = _pgd(pm, eps, Rb['attack_steps'])(x, y)
+            loss = F.cross_entropy(pm(xa), y)
+            opt.zero_grad(set_to_none=True); loss.backward()
+            nn.utils.clip_grad_norm_(net.weights(), 5.0); opt.step()
+            tl += loss.item(); m += 1
+        sched.step()
+        log.append(dict(stage=0, epoch=ep + 1, layers=P['layers'], train_loss=tl / max(m, 1), phase='adversarial supernet'))
+    best = None
+    xv, yv = val_dl.dataset.tensors
+    nv = min(len(xv), Rb['rank_examples'])
+    xv, yv = xv[:nv].to(dev), yv[:nv].to(dev)
+    for i in tqdm(range(n), desc='robnet ranking', disable=not progress, leave=False):
+        g = random_genotype(sp, rng)
+        pm = _PathModel(net, genotype_weights(net, g)); net.train()
+        torch.manual_seed(derive_seed(seed, 'robnet-rank', i))
+        xa = _pgd(pm, eps, Rb['attack_steps'])(xv, yv)
+        with torch.no_grad(): acc = (pm(xa).argmax(1) == yv).float().mean().item()
+        log.append(dict(stage=1, epoch=Rb['epochs'], layers=P['layers'], pgd_acc=acc, genotype=format_genotype(g), phase='ranking'))
+        if best is None or acc > best[0]: best = (acc, g)
+    return SearchResult('robnet', sp.name, seed, best[1], log, {}, time.perf_counter() - t0,
+                        sum(p.numel() for p in net.weights()), None)

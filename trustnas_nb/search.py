@@ -39,6 +39,7 @@ class Method:
     wd_factor: bool = False           # R-DARTS (L2)
     random: bool = False              # random-search baseline
     robust: str | None = None         # DSRNA: robustness metric in the α objective, 'cb' | 'jacobian' | 'combined'
+    one_shot_adv: bool = False        # RobNet-style: adversarially trained one-shot supernet, sampled architectures
 
 METHODS: dict[str, Method] = {m.name: m for m in [
     Method('darts_1st', 'DARTS (1st)', 'first_order'),
@@ -52,6 +53,7 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method('darts_es', 'DARTS-ES', 'finite_difference', early_stop=True),
     Method('rdarts_l2', 'R-DARTS (L2)', 'finite_difference', wd_factor=True),
     Method('random', 'Random search', random=True),
+    Method('robnet', 'RobNet (one-shot)', one_shot_adv=True),
     Method('dsrna_cb', 'DSRNA-CB', 'first_order', partial_channels=True, robust='cb'),
     Method('dsrna_jacobian', 'DSRNA-Jacobian', 'first_order', partial_channels=True, robust='jacobian'),
     Method('dsrna_combined', 'DSRNA-Combined', 'first_order', partial_channels=True, robust='combined'),
@@ -274,6 +276,9 @@ def run_search(method: str | Method = 'darts_2nd', space: str | SearchSpace = 'd
     from trustnas_nb.supernet import pdarts_prune
     m = get_method(method)
     if m.random: return random_search(space, scale=scale, seed=seed, device=device, progress=progress, **overrides)
+    if m.one_shot_adv:
+        from trustnas_nb.dsrna import robnet_search
+        return robnet_search(space, scale=scale, seed=seed, device=device, progress=progress, **overrides)
     P = preset(scale, 'search').replace(**overrides) if overrides else preset(scale, 'search')
     M = {g: preset(scale, g) for g in ('pcdarts', 'pdarts', 'prdarts', 'sdarts', 'darts_es', 'rdarts_l2')}
     sp = get_space(space, P['nodes']) if get_space(space).uniform else get_space(space)
