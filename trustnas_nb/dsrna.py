@@ -19,7 +19,8 @@ import torch.nn.functional as F
 # %% auto #0
 __all__ = ['ATTACK_BUDGET_LINF', 'ROBUST_KINDS', 'dual_norm', 'jacobian_rows', 'jacobian_norm', 'jacobian_frobenius_sq',
            'exact_jacobian', 'jacobian_metric', 'margin_lower_bound', 'cb_metric', 'adapt_eps', 'RobustTerm',
-           'genotype_weights', 'robnet_search']
+           'genotype_weights', 'robnet_search', 'retraining_mode', 'cache_key', 'cached_search', 'evaluation_data',
+           'train_evaluation']
 
 # %% ../nbs/11_dsrna.ipynb #93371110
 _DUAL = {'linf': 1.0, 'l2': 2.0}
@@ -264,3 +265,99 @@ def robnet_search(space='darts', scale: str = 'ci', seed: int = 0, device: str =
         if best is None or acc > best[0]: best = (acc, g)
     return SearchResult('robnet', sp.name, seed, best[1], log, {}, time.perf_counter() - t0,
                         sum(p.numel() for p in net.weights()), None)
+
+# %% ../nbs/11_dsrna.ipynb #95cbefcd
+def retraining_mode(method: str) -> str:
+    "How §1.4.2 (L490) retrains the evaluation network of `method`: 'jacobian', 'adversarial' or 'standard'."
+    from trustnas_nb.search import get_method
+    m = get_method(method)
+    if m.one_shot_adv: return 'adversarial'
+    if m.robust or m.perturb == 'adv': return 'jacobian'
+    return 'standard'
+
+def cache_key(**fields) -> str:
+    "A short hash of `fields` and of the package's code: the name of a cached result."
+    import hashlib, json
+    from trustnas_nb.core import _jsonable
+    from trustnas_nb.reproduce import package_hash
+    blob = json.dumps(dict(_jsonable(fields), package=package_hash()), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+def _result_to_json(r) -> dict:
+    hist = [{k: ({kk: vv.tolist() for kk, vv in v.items()} if k == 'alphas' else v) for k, v in h.items()} for h in r.history]
+    return dict(method=r.method, space=r.space, seed=r.seed, genotype=r.genotype_str, history=hist,
+                alphas={k: v.tolist() for k, v in r.alphas.items()}, seconds=r.seconds, supernet_params=r.supernet_params,
+                stopped_epoch=r.stopped_epoch)
+
+def _result_from_json(d: dict):
+    from trustnas_nb.search import SearchResult
+    from trustnas_nb.genotypes import parse_genotype
+    hist = [{k: ({kk: torch.tensor(vv) for kk, vv in v.items()} if k == 'alphas' else v) for k, v in h.items()} for h in d['history']]
+    return SearchResult(d['method'], d['space'], d['seed'], parse_genotype(d['genotype']), hist,
+                        {k: torch.tensor(v) for k, v in d['alphas'].items()}, d['seconds'], d['supernet_params'], d['stopped_epoch'])
+
+def cached_search(method: str, space: str = 'darts', scale: str = 'ci', seed: int = 0, cache_dir=None, device: str = 'cpu',
+                  progress: bool = False, robust: Mapping | None = None, **overrides):
+    "`run_search` memoized in `cache_dir` (None: no cache). The stored search time is the one measured when it ran."
+    import json
+    from pathlib import Path
+    from trustnas_nb.search import run_search, get_method
+    from trustnas_nb.core import atomic_write
+    name = get_method(method).name
+    if cache_dir is None: return run_search(name, space, scale=scale, seed=seed, device=device, progress=progress, robust=robust, **overrides)
+    f = Path(cache_dir)/'search'/f"{name}-{space}-s{seed}-{cache_key(method=name, space=space, scale=scale, seed=seed, robust=robust, device=torch.device(device).type, **overrides)}.json"
+    if f.is_file():
+        try: return _result_from_json(json.loads(f.read_text()))
+        except (ValueError, KeyError): pass                     # unreadable: recompute
+    r = run_search(name, space, scale=scale, seed=seed, device=device, progress=progress, robust=robust, **overrides)
+    atomic_write(f, json.dumps(_result_to_json(r)))
+    return r
+
+def evaluation_data(dataset: str, image_size: int, scale: str, seed: int, n_train: int | None = None, n_test: int | None = None):
+    "(x_train, y_train, x_test, y_test, num_classes, channels) of the evaluation phase: train = both search halves."
+    from trustnas_nb.core import preset
+    from trustnas_nb.search import _tensors
+    E, S = preset(scale, 'eval'), preset(scale, 'search')
+    xt, yt, nc, ch = _tensors(dataset, 'train', seed, image_size, n_train or E['n_train'])
+    xs, ys, _, _ = _tensors(dataset, 'test', seed, image_size, n_test or S['n_test'])
+    return xt, yt, xs, ys, nc, ch
+
+def train_evaluation(genotype, method: str, dataset: str, image_size: int, scale: str = 'ci', seed: int = 0, cache_dir=None,
+                     device: str = 'cpu', progress: bool = False, mode: str | None = None, **eval_overrides):
+    """Train the evaluation network of `genotype` on `dataset` the way `method` is retrained (§1.4.2, `retraining_mode`),
+    memoized in `cache_dir`. Returns `(net in eval mode, info)`; info: test_acc (%), mode, seconds, params."""
+    import json, time
+    from pathlib import Path
+    from trustnas_nb.core import preset, derive_seed, seed_everything, get_device, atomic_write
+    from trustnas_nb.search import make_loader
+    from trustnas_nb.genotypes import format_genotype
+    from trustnas_nb.evalnet import build_network, count_parameters
+    from trustnas_nb.robustness import train_robust
+    E = preset(scale, 'eval').replace(**eval_overrides) if eval_overrides else preset(scale, 'eval')
+    mode = mode or retraining_mode(method)
+    dev = get_device(device)
+    xt, yt, xs, ys, nc, ch = evaluation_data(dataset, image_size, scale, seed, E['n_train'])
+    seed_everything(derive_seed(seed, 'eval'))
+    net = build_network(genotype, style='cifar', C=E['C'], layers=E['layers'], num_classes=nc, in_channels=ch, auxiliary=E['auxiliary'])
+    key = cache_key(genotype=format_genotype(genotype), mode=mode, dataset=dataset, image_size=image_size, scale=scale,
+                    seed=seed, eval=dict(E), device=dev.type)
+    f = Path(cache_dir)/'eval'/f'{key}.pt' if cache_dir is not None else None
+    if f is not None and f.is_file() and f.with_suffix('.json').is_file():
+        try:
+            net.load_state_dict(torch.load(f, map_location='cpu', weights_only=True))
+            return net.to(dev).eval(), json.loads(f.with_suffix('.json').read_text())
+        except (RuntimeError, ValueError, KeyError, OSError): pass
+    tr = make_loader(xt, yt, E['batch_size'], derive_seed(seed, 'eval-data'))
+    te = make_loader(xs, ys, 256, 0, shuffle=False)
+    t0 = time.perf_counter()
+    hist = train_robust(net, tr, te, mode=mode, dataset=dataset, epochs=E['epochs'], lr=E['lr'], grad_clip=E['grad_clip'],
+                        auxiliary_weight=E['auxiliary_weight'], drop_path_prob=E['drop_path'], cutout=E['cutout'], device=dev,
+                        max_steps=E['max_steps'], augment=dataset not in ('digits', 'mnist'), seed=derive_seed(seed, 'eval-train'),
+                        progress=progress)
+    info = dict(method=method, mode=mode, dataset=dataset, image_size=image_size, test_acc=100 * float(hist.iloc[-1]['test_acc']),
+                seconds=time.perf_counter() - t0, params=count_parameters(net), genotype=format_genotype(genotype))
+    if f is not None:
+        import io
+        buf = io.BytesIO(); torch.save({k: v.cpu() for k, v in net.state_dict().items()}, buf)
+        atomic_write(f, buf.getvalue()); atomic_write(f.with_suffix('.json'), json.dumps(info))
+    return net.eval(), info

@@ -190,7 +190,7 @@ def _experiments(root: Path) -> dict[str, list[Path]]:
     res = {}
     for scale in ('paper', 'cpu', 'ci'):
         sd = root/scale
-        exps = sorted(d for d in sd.iterdir() if d.is_dir()) if sd.is_dir() else []
+        exps = sorted(d for d in sd.iterdir() if d.is_dir() and not d.name.startswith(('_', '.'))) if sd.is_dir() else []   # _cache: memoized runs
         if exps: res[scale] = exps
     return res
 
