@@ -9,7 +9,8 @@ Docs: https://trustnas.github.io/trustnas-nb/reference.html.md"""
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['TABLE_1_2', 'TABLE_1_7', 'REFERENCE', 'thesis_table']
+__all__ = ['TABLE_1_2', 'TABLE_1_7', 'TABLE_1_1', 'TABLE_1_3', 'TABLE_1_4', 'TABLE_1_5', 'TABLE_1_6', 'ANOVA_1', 'RUNTIME_1',
+           'DSRNA_CB_SHORT', 'REFERENCE', 'thesis_table']
 
 # %% ../nbs/0a_reference.ipynb #1391ca12
 TABLE_1_2 = dict(
@@ -49,14 +50,115 @@ TABLE_1_7 = dict(
         ('S4', 7.20, 3.02, 3.71, 3.56, 2.93, 2.87, 2.95, 2.79),
     ])
 
+# %% ../nbs/0a_reference.ipynb #04ad9785
+TABLE_1_1 = dict(
+    source='thesis Table 1.1 (seed 000, L406-L415)', dataset='CIFAR-10', quantity='accuracy (%) under attack',
+    columns=('method', 'pgd10', 'pgd10_std', 'pgd20', 'pgd20_std', 'pgd100', 'pgd100_std', 'fgsm', 'fgsm_std',
+             'cw', 'cw_std', 'autoattack_linf', 'autoattack_linf_std', 'autoattack_l2', 'autoattack_l2_std'),
+    rows=[
+        ('RobNet-large',   49.49, None, 49.44, None, 49.24, None, 54.98, None, 47.19, None, 48.93, None, 46.38, None),
+        ('RobNet-free',    52.80, None, 52.74, None, 52.57, None, 58.38, None, 46.95, None, 50.13, None, 46.33, None),
+        ('SDARTS-ADV',     56.94, 0.02, 56.90, 0.04, 56.77, 0.17, 63.84, 0.02, 42.67, 0.09, 55.04, 0.07, 40.98, 0.19),
+        ('PC-DARTS-ADV',   57.15, 0.02, 57.11, 0.05, 56.83, 0.21, 65.29, 0.03, 42.58, 0.04, 55.29, 0.05, 40.57, 0.21),
+        ('DSRNA-CB',       60.31, 0.07, 60.22, 0.11, 59.93, 0.24, 69.88, 0.09, 63.01, 0.07, 59.24, 0.04, 61.87, 0.15),
+        ('DSRNA-Jacobian', 59.81, 0.02, 59.77, 0.04, 59.47, 0.14, 68.92, 0.02, 62.87, 0.04, 59.11, 0.04, 62.09, 0.10),
+        ('DSRNA-Combined', 61.12, 0.03, 61.06, 0.04, 60.71, 0.15, 70.32, 0.04, 64.76, 0.06, 59.83, 0.05, 64.51, 0.12),
+    ],
+    footnotes={'*': 'average of five runs (SDARTS-ADV, PC-DARTS-ADV, DSRNA-*)', '†': 'early stopping (DSRNA-Combined)'},
+    # the markup as printed (row, column); see the note above for where it disagrees with the values
+    marks=dict(bold=[('DSRNA-Combined', c) for c in ('pgd20', 'pgd100', 'fgsm', 'autoattack_linf')],
+               underline=[('DSRNA-CB', c) for c in ('pgd10', 'pgd20', 'pgd100', 'fgsm', 'cw')]
+                         + [('DSRNA-Jacobian', 'autoattack_l2')]))
+
+# %% ../nbs/0a_reference.ipynb #d7c36472
+TABLE_1_3 = dict(
+    source='thesis Table 1.3 (seed 000, L458-L465)', dataset='ImageNet', quantity='accuracy (%)',
+    columns=('method', 'clean', 'clean_std', 'pgd100', 'pgd100_std', 'fgsm', 'fgsm_std', 'cw', 'cw_std',
+             'autoattack_linf', 'autoattack_linf_std', 'autoattack_l2', 'autoattack_l2_std', 'params_m'),
+    rows=[
+        ('RobNet-large',   61.26, None, 37.14, None, 39.74, None, 25.73, None, 32.96, None, 23.90, None, 11.6),
+        ('SDARTS-ADV',     74.85, 0.06, 46.54, 0.13, 48.09, 0.07, 36.86, 0.10, 41.58, 0.07, 35.71, 0.15, 4.7),
+        ('PC-DARTS-ADV',   75.73, 0.07, 46.59, 0.15, 48.25, 0.08, 36.69, 0.09, 41.79, 0.06, 35.86, 0.11, 5.3),
+        ('DSRNA-CB',       75.84, 0.11, 45.39, 0.18, 50.89, 0.07, 43.64, 0.19, 44.05, 0.09, 42.98, 0.16, 5.4),
+        ('DSRNA-Jacobian', 75.88, 0.07, 43.79, 0.11, 48.69, 0.04, 43.17, 0.08, 43.81, 0.03, 42.56, 0.11, 5.3),
+    ],
+    footnotes={'*': 'average of five runs (SDARTS-ADV, PC-DARTS-ADV, DSRNA-*)'},
+    marks=dict(bold=[('PC-DARTS-ADV', 'pgd100'), ('DSRNA-CB', 'fgsm'), ('DSRNA-CB', 'cw'), ('DSRNA-Jacobian', 'clean')],
+               underline=[]))
+
+# %% ../nbs/0a_reference.ipynb #fcf6b859
+TABLE_1_4 = dict(
+    source='thesis Table 1.4 (seed 000, L467-L475)', dataset='MNIST', quantity='accuracy (%)',
+    columns=('method', 'clean', 'clean_std', 'pgd100', 'pgd100_std', 'fgsm', 'fgsm_std', 'cw', 'cw_std',
+             'autoattack_linf', 'autoattack_linf_std', 'autoattack_l2', 'autoattack_l2_std'),
+    rows=[
+        ('RobNet-large',   90.73, None, 87.28, None, 89.43, None, 69.38, None, 86.85, None, 65.07, None),
+        ('SDARTS-ADV',     99.19, 0.01, 97.31, 0.02, 98.67, 0.02, 78.94, 0.05, 95.29, 0.02, 77.73, 0.06),
+        ('PC-DARTS-ADV',   99.21, 0.01, 97.33, 0.04, 98.75, 0.01, 78.93, 0.03, 95.86, 0.03, 77.83, 0.07),
+        ('DSRNA-CB',       99.21, 0.03, 97.34, 0.06, 98.85, 0.03, 94.02, 0.08, 97.01, 0.06, 94.31, 0.14),
+        ('DSRNA-Jacobian', 99.36, 0.01, 96.82, 0.02, 98.79, 0.01, 95.37, 0.02, 96.28, 0.04, 94.91, 0.08),
+        ('DSRNA-Combined', 99.40, 0.02, 97.36, 0.04, 98.83, 0.04, 96.72, 0.02, 96.31, 0.03, 95.47, 0.09),
+    ],
+    footnotes={'*': 'average of five runs (SDARTS-ADV, PC-DARTS-ADV, DSRNA-*)'},
+    marks=dict(bold=[('DSRNA-Combined', 'clean'), ('DSRNA-Combined', 'pgd100'), ('DSRNA-CB', 'fgsm'),
+                     ('DSRNA-Combined', 'cw'), ('DSRNA-Combined', 'autoattack_l2')],
+               underline=[('DSRNA-Combined', 'fgsm')]))
+
+# %% ../nbs/0a_reference.ipynb #a15fd2be
+_CB_METHODS = ('RobNet-large', 'SDARTS-ADV', 'PC-DARTS-ADV', 'DSRNA-CB', 'DSRNA-Jacobian')
+TABLE_1_5 = dict(
+    source='thesis Table 1.5 (seed 000, L502-L506)', norm='linf', quantity='averaged certified lower bound',
+    columns=('dataset',) + _CB_METHODS,
+    rows=[
+        ('MNIST',    0.0325, 0.0471, 0.0474, 0.0526, 0.0514),
+        ('CIFAR-10', 0.0024, 0.0039, 0.0040, 0.0049, 0.0048),
+    ])
+TABLE_1_6 = dict(
+    source='thesis Table 1.6 (seed 000, L508-L512)', norm='l2', quantity='averaged certified lower bound',
+    columns=('dataset',) + _CB_METHODS,
+    rows=[
+        ('MNIST',    0.1340, 0.1767, 0.1765, 0.4288, 0.4285),
+        ('CIFAR-10', 0.0167, 0.0337, 0.0336, 0.0412, 0.0409),
+    ])
+
+# %% ../nbs/0a_reference.ipynb #ddab3ac3
+ANOVA_1 = dict(
+    source='thesis L715 (seed 000)', test='analysis of variance, DSRNA vs baselines under attack (statistic unnamed, presumably F)',
+    columns=('dataset', 'p_value', 'statistic'),
+    rows=[
+        ('CIFAR-10', 0.008, 4.120),
+        ('ImageNet', 0.001, 11.262),
+        ('MNIST',    0.002, 25.325),
+    ])
+
+# %% ../nbs/0a_reference.ipynb #9c90434c
+RUNTIME_1 = dict(
+    source='thesis L534-L536 (seed 000)', quantity='search-phase runtime, one GTX 1080Ti', key=('dataset', 'method'),
+    columns=('dataset', 'method', 'gpu_days'),
+    rows=[
+        ('CIFAR-10', 'DSRNA-CB', 4.0),
+        ('CIFAR-10', 'DSRNA-Jacobian', 0.4),
+        ('MNIST', 'DSRNA-CB', 1.0),
+        ('MNIST', 'DSRNA-Jacobian', 0.2),
+    ])
+
+DSRNA_CB_SHORT = dict(
+    source='thesis L526 (seed 000)', dataset='CIFAR-10', quantity='accuracy (%), single values',
+    columns=('method', 'batch_size', 'early_stopping', 'search_cost_gpu_days', 'clean', 'pgd100', 'fgsm', 'cw'),
+    rows=[
+        ('DSRNA-CB', 64, True, 0.5, 97.37, 57.82, 65.94, 62.35),
+    ])
+
 # %% ../nbs/0a_reference.ipynb #2cb5ba64
-REFERENCE = {'table1_2': TABLE_1_2, 'table1_7': TABLE_1_7}
+REFERENCE = {'table1_1': TABLE_1_1, 'table1_2': TABLE_1_2, 'table1_3': TABLE_1_3, 'table1_4': TABLE_1_4,
+             'table1_5': TABLE_1_5, 'table1_6': TABLE_1_6, 'table1_7': TABLE_1_7, 'anova1': ANOVA_1,
+             'runtime1': RUNTIME_1, 'dsrna_cb_short': DSRNA_CB_SHORT}
 
 def thesis_table(name: str, prefix: str = 'thesis_'):
-    "The thesis table `name` as a DataFrame; every column but the first (the key) is prefixed with `prefix`."
+    "The thesis table `name` as a DataFrame; every column but the key (the table's `key`, else its first column) is prefixed with `prefix`."
     import pandas as pd
     if name not in REFERENCE: raise ValueError(f"unknown reference table {name!r}; expected one of {', '.join(REFERENCE)}")
     t = REFERENCE[name]
     df = pd.DataFrame(t['rows'], columns=list(t['columns']))
-    key = t['columns'][0]
-    return df.rename(columns={c: f'{prefix}{c}' for c in df.columns if c != key})
+    key = t.get('key', (t['columns'][0],))
+    return df.rename(columns={c: f'{prefix}{c}' for c in df.columns if c not in key})
