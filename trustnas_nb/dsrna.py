@@ -20,7 +20,7 @@ import torch.nn.functional as F
 __all__ = ['ATTACK_BUDGET_LINF', 'ROBUST_KINDS', 'dual_norm', 'jacobian_rows', 'jacobian_norm', 'jacobian_frobenius_sq',
            'exact_jacobian', 'jacobian_metric', 'margin_lower_bound', 'cb_metric', 'adapt_eps', 'RobustTerm',
            'genotype_weights', 'robnet_search', 'retraining_mode', 'cache_key', 'cached_search', 'evaluation_data',
-           'train_evaluation']
+           'train_evaluation', 'robustness_run', 'mean_pm_std', 'thesis_pm_std']
 
 # %% ../nbs/11_dsrna.ipynb #93371110
 _DUAL = {'linf': 1.0, 'l2': 2.0}
@@ -361,3 +361,55 @@ def train_evaluation(genotype, method: str, dataset: str, image_size: int, scale
         buf = io.BytesIO(); torch.save({k: v.cpu() for k, v in net.state_dict().items()}, buf)
         atomic_write(f, buf.getvalue()); atomic_write(f.with_suffix('.json'), json.dumps(info))
     return net.eval(), info
+
+# %% ../nbs/11_dsrna.ipynb #7bc581fa
+def robustness_run(method: str, seed: int, scale: str, search_dataset: str, search_image_size: int, dataset: str | None = None,
+                   image_size: int | None = None, attacks=None, n_attack: int = 100, n_certify: int = 0,
+                   certify_method: str = 'crown-ibp', pgd_iterations=(), space: str = 'darts', cache_dir=None,
+                   device: str = 'cpu', search_overrides: Mapping | None = None, eval_overrides: Mapping | None = None,
+                   budget_dataset: str | None = None):
+    """Search, retrain and attack/certify one (method, seed). Returns (row dict, PGD-curve DataFrame or None).
+    `budget_dataset`: whose attack budgets to use (default `dataset`; e.g. 'imagenet' for a transfer stand-in)."""
+    from trustnas_nb.search import get_method
+    from trustnas_nb.robustness import robust_accuracy, pgd_curve, mean_certified_bound, THESIS_ATTACKS, AUTOATTACK_VERSION
+    dataset, image_size = dataset or search_dataset, image_size or search_image_size
+    r = cached_search(method, space, scale, seed, cache_dir, device, dataset=search_dataset, image_size=search_image_size,
+                      **(search_overrides or {}))
+    net, info = train_evaluation(r.genotype, method, dataset, image_size, scale, seed, cache_dir, device, **(eval_overrides or {}))
+    _, _, xs, ys, _, _ = evaluation_data(dataset, image_size, scale, seed, n_test=n_attack)
+    xs, ys = xs[:n_attack], ys[:n_attack]
+    row = dict(method=get_method(method).label, key=get_method(method).name, seed=seed, retraining=info['mode'],
+               trained_test_acc=info['test_acc'], params_m=info['params'] / 1e6, search_s=r.seconds, train_s=info['seconds'])
+    bd = budget_dataset or dataset
+    acc = robust_accuracy(net, xs, ys, THESIS_ATTACKS if attacks is None else attacks, dataset=bd, seed=seed,
+                          autoattack=AUTOATTACK_VERSION[scale], progress=False)
+    row.update(acc)
+    if n_certify:
+        for norm in ('linf', 'l2'):
+            row[f'cert_{norm}'] = mean_certified_bound(net, xs[:n_certify], ys[:n_certify], norm, certify_method)
+    curve = None
+    if len(pgd_iterations):
+        curve = pgd_curve(net, xs, ys, pgd_iterations, dataset=bd, seed=seed, progress=False)
+        curve.insert(0, 'seed', seed); curve.insert(0, 'method', row['method'])
+    row['genotype'] = r.genotype_str
+    return row, curve
+
+def mean_pm_std(runs, index: str, columns, digits: int = 2):
+    "A table of 'mean ± std' strings (over seeds) of `columns` per `index` value, in the order of first appearance."
+    import pandas as pd
+    g = runs.groupby(index, sort=False)[list(columns)]
+    m, s, n = g.mean(), g.std(), g.count()
+    cell = lambda a, b, k: '' if a != a else (f'{a:.{digits}f}' if (k < 2 or b != b) else f'{a:.{digits}f} ± {b:.{digits}f}')
+    return pd.DataFrame({c: [cell(m.loc[i, c], s.loc[i, c], n.loc[i, c]) for i in m.index] for c in columns},
+                        index=m.index).reset_index()
+
+def thesis_pm_std(name: str, columns, key: str = 'method', digits: int = 2):
+    "The thesis table `name` as 'mean ± std' strings for `columns` (std where it gives one)."
+    import pandas as pd
+    from trustnas_nb.reference import REFERENCE
+    t = REFERENCE[name]; df = pd.DataFrame(t['rows'], columns=list(t['columns']))
+    def cell(r, c):
+        v = r.get(c); s = r.get(f'{c}_std')
+        if v is None or v != v: return ''
+        return f'{v:.{digits}f}' + (f' ± {s:.{digits}f}' if s is not None and s == s else '')
+    return pd.DataFrame({key: df[key], **{c: [cell(r, c) for r in df.to_dict('records')] for c in columns}})
