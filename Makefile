@@ -12,7 +12,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: reproduce test pytest nbtest nb venv dev bench bench-bounds clean-outputs
+.PHONY: reproduce test pytest nbtest nb venv dev bench bench-bounds bench-dsrna clean-outputs
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench: $(VENV)/.base-installed
 # certified bounds: the CB objective at the DARTS search configuration, and certified radii (run alone; long)
 bench-bounds: $(VENV)/.base-installed
 	$(PY) benchmarks/bench_bounds.py
+
+# DSRNA: one search iteration of DSRNA-Jacobian/CB/Combined against second-order DARTS (run alone)
+bench-dsrna: $(VENV)/.base-installed
+	$(PY) benchmarks/bench_dsrna.py
 
 clean-outputs:
 	rm -rf outputs/ci outputs/cpu outputs/paper outputs/REPORT.md

@@ -219,19 +219,21 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
         if method.gates == 'hard_concrete': net.set_temperature(hc_temperature(ep, epochs, tau0, tau1))
         if skip_dropout > 0: net.set_skip_dropout(pdarts_skip_dropout(skip_dropout, ep, epochs, warmup))
         prob = warm if ep < warmup else full
-        net.train(); tl, n = 0.0, 0
+        net.train(); tl, n, step_s = 0.0, 0, []
         for step, (bt, bv) in enumerate(zip(train_dl, val_dl)):
             if P['max_steps'] is not None and step >= P['max_steps']: break
             bt = (bt[0].to(dev), bt[1].to(dev)); bv = (bv[0].to(dev), bv[1].to(dev))
             state['batch'] = bt
+            ts = time.perf_counter()
             info = prob.step({'w': bt} if prob is warm else {'w': bt, 'alpha': bv})
+            step_s.append(time.perf_counter() - ts)
             if term is not None and prob is full: term.adapt()
             tl += float(info['loss']['w']); n += 1
         sched.step()
         vl, va = _accuracy(net, val_dl, dev, max_batches=P['max_steps'])
         row = dict(stage=stage, epoch=epoch_offset + ep + 1, layers=layers, train_loss=tl / max(n, 1), val_loss=vl, val_acc=va,
                    lr=w_opt.param_groups[0]['lr'], seconds=time.perf_counter() - t0, genotype=format_genotype(net.genotype()),
-                   alphas=_weights_snapshot(net), warmup=ep < warmup)
+                   alphas=_weights_snapshot(net), warmup=ep < warmup, step_seconds=step_s)
         if term is not None: row.update(term.summary())
         if probe is not None:
             ap = net.arch_parameters()

@@ -1,0 +1,135 @@
+#!/usr/bin/env python
+"""Cost of one DSRNA search iteration against the core's second-order DARTS iteration (thesis §1.4.3 "Runtime").
+
+At the DARTS search configuration (supernet C=16, 8 cells, 4 intermediate nodes, 3x32x32 inputs, batch 64 for every
+method, 2 CPU threads) each mode runs `trustnas_nb.search.run_search` for one epoch of `--steps` iterations on the
+embedded CIFAR-10 stand-in (objects10 at 32x32), in its own process, and reads the driver's own per-iteration times
+(`history[-1]['step_seconds']`: one `MLOProblem.step`, i.e. the α update and the w update):
+
+    darts_2nd        DARTS, second-order (finite-difference) hypergradient: the baseline
+    pcdarts          PC-DARTS (first order, partial channels K=4, edge normalization): DSRNA's base (Algorithm 1)
+    dsrna_jacobian   + Jacobian-norm metric (one random projection, double backpropagation)
+    dsrna_cb         + certified-bound metric (the `paper` preset's bound method and sub-batch)
+    dsrna_combined   + both
+
+The first iteration (warm-up; for CB it includes the one-off torch.export trace) is reported apart; the median of
+the others is compared with darts_2nd's, as is the process's peak RSS (ru_maxrss). The thesis: CB 4.0 GPU-days,
+Jacobian 0.4, DARTS (2nd) 4.0 (Table 1.2). Targets: Jacobian <= 1.3x and CB <= 2x the DARTS (2nd) iteration, memory
+<= 2x its.
+
+Run it alone on the machine (other jobs on the CPU make timings meaningless):
+
+    python benchmarks/bench_dsrna.py                          # writes benchmarks/results_dsrna.md
+    python benchmarks/bench_dsrna.py --quick --out /tmp/q.md  # tiny sizes: a check of the script
+"""
+from __future__ import annotations
+import argparse, json, os, platform, statistics, subprocess, sys, time
+from datetime import datetime, timezone
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_search import _peak_rss_bytes, _cpu_model
+
+HERE = Path(__file__).resolve().parent
+TAG = '@@RESULT '
+MODES = ('darts_2nd', 'pcdarts', 'dsrna_jacobian', 'dsrna_cb', 'dsrna_combined')
+TARGETS = {'dsrna_jacobian': 1.3, 'dsrna_cb': 2.0, 'dsrna_combined': 2.0}
+MEM_TARGET = 2.0
+FULL = dict(C=16, layers=8, nodes=4, image=32, batch=64, steps=4, out=str(HERE/'results_dsrna.md'))
+QUICK = dict(C=4, layers=3, nodes=2, image=8, batch=8, steps=2, out='')
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--quick', action='store_true')
+    p.add_argument('--modes', default=','.join(MODES))
+    for k in ('C', 'layers', 'nodes', 'image', 'batch', 'steps'): p.add_argument(f'--{k}', type=int, default=None)
+    p.add_argument('--dataset', default='objects10', help='embedded dataset of the inputs (default objects10)')
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--timeout', type=float, default=1800)
+    p.add_argument('--out', default=None)
+    p.add_argument('--child', default=None, help=argparse.SUPPRESS)
+    p.add_argument('--cfg', default=None, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.child: return a
+    for k, v in (QUICK if a.quick else FULL).items():
+        if getattr(a, k) is None: setattr(a, k, v)
+    a.modes = [m.strip() for m in a.modes.split(',') if m.strip()]
+    bad = [m for m in a.modes if m not in MODES]
+    if bad: p.error(f'unknown mode(s) {bad}; expected some of {", ".join(MODES)}')
+    if a.steps < 2: p.error('--steps must be >= 2 (the first is the warm-up)')
+    return a
+
+def child(mode, c):
+    import torch
+    torch.set_num_threads(c['threads'])
+    from trustnas_nb.search import run_search
+    n = c['batch'] * (c['steps'] + 1)
+    over = dict(dataset=c['dataset'], image_size=c['image'], C=c['C'], layers=c['layers'], nodes=c['nodes'], batch_size=c['batch'],
+                n_train=n, n_val=n, epochs=1, max_steps=c['steps'])
+    kw = {}
+    if mode.startswith('dsrna'):
+        from trustnas_nb.core import preset
+        D = preset('paper', 'dsrna')
+        kw['robust'] = dict(warmup_epochs=0, cb={**D['cb'], 'batch_size': c['batch']}, jacobian={**D['jacobian'], 'batch_size': c['batch']})
+    t0 = time.perf_counter()
+    if mode == 'pcdarts':
+        import trustnas_nb.core as core      # the paper preset's PC-DARTS warm-up would freeze α for the whole epoch
+        core.PRESETS['paper']['pcdarts'] = dict(core.PRESETS['paper']['pcdarts'], warmup_epochs=0, batch_size=c['batch'])
+    r = run_search(mode, 'darts', scale='paper', seed=0, progress=False, **over, **kw)
+    st = r.history[-1]['step_seconds']
+    res = dict(mode=mode, steps=st, total_s=time.perf_counter() - t0, peak_rss=_peak_rss_bytes(),
+               supernet_params=r.supernet_params, threads=torch.get_num_threads())
+    from trustnas_nb.core import preset
+    if mode.startswith('dsrna'):
+        D = preset('paper', 'dsrna'); res.update(cb_method=D['cb_method'], cb_batch=D['cb_batch'], n_proj=D['n_proj'])
+    print(TAG + json.dumps(res), flush=True)
+
+def run_mode(a, mode):
+    cfg = json.dumps({k: getattr(a, k) for k in ('C', 'layers', 'nodes', 'image', 'batch', 'steps', 'threads', 'dataset')})
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+    try:
+        p = subprocess.run([sys.executable, __file__, '--child', mode, '--cfg', cfg], capture_output=True, text=True,
+                           timeout=a.timeout, env=env)
+    except subprocess.TimeoutExpired: return dict(mode=mode, error=f'timeout ({a.timeout:.0f} s)')
+    lines = [l for l in p.stdout.splitlines() if l.startswith(TAG)]
+    if not lines: return dict(mode=mode, error=(p.stderr.strip().splitlines() or ['no output'])[-1][:200])
+    return json.loads(lines[-1][len(TAG):])
+
+def table(a, res) -> str:
+    base = next((r for r in res if r['mode'] == 'darts_2nd' and 'error' not in r), None)
+    med = lambda r: statistics.median(r['steps'][1:])
+    head = ('| mode | warm-up s | median s / iteration | × DARTS (2nd) | peak RSS GB | × DARTS (2nd) memory | target | meets |\n'
+            '|---|---|---|---|---|---|---|---|')
+    rows = []
+    for r in res:
+        if 'error' in r: rows.append(f"| {r['mode']} | — | — | — | — | — | — | not run: {r['error']} |"); continue
+        m, gb = med(r), r['peak_rss'] / 2**30
+        tr = m / med(base) if base else float('nan'); mr = r['peak_rss'] / base['peak_rss'] if base else float('nan')
+        tgt = TARGETS.get(r['mode'])
+        ok = '' if tgt is None else ('yes' if tr <= tgt and mr <= MEM_TARGET else 'no')
+        rows.append(f"| {r['mode']} | {r['steps'][0]:.2f} | {m:.2f} | {tr:.2f} | {gb:.2f} | {mr:.2f} | "
+                    f"{'—' if tgt is None else f'≤ {tgt}× time, ≤ {MEM_TARGET}× memory'} | {ok} |")
+    extra = next((r for r in res if r.get('cb_method')), {})
+    return '\n'.join([
+        '# DSRNA search-iteration benchmark', '',
+        f'Produced by `benchmarks/bench_dsrna.py` on {datetime.now(timezone.utc).isoformat(timespec="seconds")}, '
+        f'{_cpu_model()}, {a.threads} threads, torch {__import__("torch").__version__}, Python {platform.python_version()}.', '',
+        f'Configuration: space darts, supernet C={a.C}, {a.layers} cells, {a.nodes} nodes, inputs 3×{a.image}×{a.image} '
+        f'({a.dataset}), batch {a.batch} for every method, {a.steps} iterations per mode (the first is the warm-up, which '
+        f"for CB includes the torch.export trace); CB: `{extra.get('cb_method', '?')}` on the first {extra.get('cb_batch', '?')} "
+        f"validation inputs of the batch; Jacobian: {extra.get('n_proj', '?')} projection(s). One iteration = the α update "
+        'and the w update of `MLOProblem.step`, timed by the driver. Each mode ran in its own process; peak RSS is its '
+        '`ru_maxrss`.', '', head, *rows, '',
+        'Thesis (Table 1.2, GPU-days on a GTX 1080Ti): DARTS (2nd) 4.0, DSRNA-CB 4.0, DSRNA-Jacobian 0.4, DSRNA-Combined 0.6.', ''])
+
+def main(argv=None):
+    a = parse(argv)
+    if a.child: return child(a.child, json.loads(a.cfg))
+    res = []
+    for m in a.modes:
+        t = time.perf_counter(); r = run_mode(a, m); res.append(r)
+        print(f"{m:15s} {'error: ' + r['error'] if 'error' in r else 'iterations ' + ', '.join(f'{s:.2f}' for s in r['steps'])} "
+              f"({time.perf_counter() - t:.0f} s)", flush=True)
+    md = table(a, res); print(md)
+    if a.out: Path(a.out).write_text(md, encoding='utf-8')
+
+if __name__ == '__main__': main()
