@@ -12,11 +12,12 @@ from trustnas_nb.datasets import (SPLITS, DATASETS, get_dataset, dataset_info, s
                                   SIZE_WORDS, POSITION_WORDS, POSITIVE_WORDS, NEGATIVE_WORDS)
 
 # small configurations keep the generated datasets quick
-SMALL = {'digits': {}, 'cluttered_digits': {}, 'biased_digits': {}, 'shapes_captions': dict(n=300, n_test=60),
-         'sentiment': dict(n=500, n_test=100)}
+SMALL = {'digits': {}, 'objects10': dict(n=500, n_test=100), 'cluttered_digits': {}, 'biased_digits': {},
+         'shapes_captions': dict(n=300, n_test=60), 'sentiment': dict(n=500, n_test=100)}
 
 def _clear_caches():
-    for f in (D._cluttered_pool, D._biased_pool, D._captions_pool, D._sentiment_pool, D._digits):
+    for f in (D._cluttered_pool, D._biased_pool, D._captions_pool, D._sentiment_pool, D._digits, D._objects10_pool,
+              D._objects10_sized):
         f.cache_clear()
 
 def _tensor_fields(ds):
@@ -61,7 +62,7 @@ def test_shapes_dtypes_match_info(name):
     for f, v in zip(info['fields'], item):
         assert tuple(v.shape) == tuple(info['shapes'][f]), f
     assert ds.num_classes == info['num_classes'] > 1
-    if name in ('digits', 'cluttered_digits', 'biased_digits', 'shapes_captions'):
+    if name in ('digits', 'objects10', 'cluttered_digits', 'biased_digits', 'shapes_captions'):
         assert ds.x.dtype == torch.float32 and ds.x.min() >= 0 and ds.x.max() <= 1 and ds.x.ndim == 4
     if hasattr(ds, 'y') and name != 'shapes_captions':
         assert ds.y.dtype == torch.long and 0 <= int(ds.y.min()) and int(ds.y.max()) < ds.num_classes
@@ -105,6 +106,57 @@ def test_digits_are_sklearn_digits_and_upsampling():
     assert torch.corrcoef(torch.stack([back.flatten(), ds.x.flatten()]))[0, 1] > 0.95
     assert abs(float(big.x.mean() - ds.x.mean())) < 0.02
     assert len(get_dataset('digits', 'train', n_test=497)) == 1300
+
+# ---------------------------------------------------------------- objects10
+
+def test_objects10_shapes_dtypes_range_and_info():
+    ds = get_dataset('objects10', 'test', seed=1, n=500, n_test=100)
+    assert ds.x.shape == (100, 3, 32, 32) and ds.x.dtype == torch.float32 and ds.y.dtype == torch.long
+    assert ds.x.min() >= 0 and ds.x.max() <= 1 and ds.x.std() > 0.1                   # colour images, not blank
+    assert ds.hardness.shape == (100,) and 0 <= ds.hardness.min() and ds.hardness.max() <= D.Objects10.defaults['difficulty']
+    assert ds.classes == D.OBJECT_SHAPES and len(ds.classes) == 10 and ds.num_classes == 10
+    small = get_dataset('objects10', 'test', seed=1, n=500, n_test=100, image_size=16)
+    assert small.x.shape == (100, 3, 16, 16) and torch.equal(small.y, ds.y) and torch.equal(small.index, ds.index)
+    assert torch.allclose(small.x, D.resize_images(ds.x, 16))
+    i = dataset_info('objects10')
+    assert i['stands_in_for'] == 'CIFAR-10' and i['shapes'] == {'x': (3, 32, 32), 'y': ()} and i['num_classes'] == 10
+    assert i['split_sizes'] == dict(search_train=2500, search_val=2500, train=5000, test=1000)
+    assert i['classes'] == list(D.OBJECT_SHAPES) and i['dataset_class'] == 'Objects10'
+    assert i['params'] == D.Objects10.defaults
+    assert dataset_info('objects10', image_size=16, n=1000, n_test=200)['shapes']['x'] == (3, 16, 16)
+
+def test_objects10_class_balance_and_colour_independence():
+    pool = D._objects10_pool(0, 1500, 0.5, 1, 0.15, 0.03, 10.0)
+    counts = torch.bincount(pool['y'], minlength=10)
+    assert counts.sum() == 1500 and counts.max() - counts.min() <= 1                   # balanced within one image
+    assert torch.equal(torch.bincount(pool['y'][:1000]), torch.full((10,), 100))       # each full block exactly
+    # the first block does not depend on the pool size
+    first = D._objects10_pool(0, 1000, 0.5, 1, 0.15, 0.03, 10.0)
+    assert torch.equal(first['x'], pool['x'][:1000]) and torch.equal(first['y'], pool['y'][:1000])
+    # the class is not in the mean colour
+    mean_rgb = torch.stack([pool['x'][pool['y'] == k].mean((0, 2, 3)) for k in range(10)])
+    assert (mean_rgb - mean_rgb.mean(0)).abs().max() < 0.06
+
+def test_objects10_determinism_and_knobs():
+    kw = dict(n=300, n_test=60)
+    a = get_dataset('objects10', 'search_val', seed=5, **kw)
+    _clear_caches()
+    b = get_dataset('objects10', 'search_val', seed=5, **kw)
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and torch.equal(a.hardness, b.hardness)
+    c = get_dataset('objects10', 'search_val', seed=6, **kw)
+    assert (a.x - c.x).abs().mean() > 0.1
+    # every knob changes the images; difficulty sets the range of the hardness
+    for knob in [dict(difficulty=1.0), dict(n_clutter=4), dict(p_occlusion=1.0), dict(noise=0.2), dict(max_rotation=90.0)]:
+        assert not torch.equal(get_dataset('objects10', 'search_val', seed=5, **kw, **knob).x, a.x), knob
+    assert get_dataset('objects10', 'test', seed=0, **kw, difficulty=0.0).hardness.max() == 0
+    rough = lambda x: (x[..., 1:] - x[..., :-1]).abs().mean()
+    clean = get_dataset('objects10', 'test', seed=0, **kw, noise=0.0, n_clutter=0, p_occlusion=0.0)
+    assert rough(get_dataset('objects10', 'test', seed=0, **kw, noise=0.2).x) > 2 * rough(clean.x)
+
+def test_objects10_cached_pool_not_shared():
+    a = get_dataset('objects10', 'test', seed=0, n=300, n_test=60)
+    a.x.zero_()
+    assert get_dataset('objects10', 'test', seed=0, n=300, n_test=60).x.max() > 0.5
 
 # ---------------------------------------------------------------- cluttered digits
 
@@ -312,6 +364,16 @@ def test_sentiment_contrast_words():
     (lambda: get_dataset('shapes_captions', n_captions=9), 'n_captions'),
     (lambda: get_dataset('shapes_captions', max_len=10), 'max_len'),
     (lambda: get_dataset('sentiment', p_contrast=2), 'p_contrast'),
+    (lambda: get_dataset('objects10', difficulty=1.5), 'difficulty = 1.5'),
+    (lambda: get_dataset('objects10', n_clutter=-1), 'n_clutter = -1'),
+    (lambda: get_dataset('objects10', n_clutter=2.5), 'n_clutter = 2.5'),
+    (lambda: get_dataset('objects10', p_occlusion='high'), "p_occlusion = 'high'"),
+    (lambda: get_dataset('objects10', noise=0.9), 'noise = 0.9'),
+    (lambda: get_dataset('objects10', max_rotation=-5), 'max_rotation = -5'),
+    (lambda: get_dataset('objects10', image_size=4), 'image_size = 4'),
+    (lambda: get_dataset('objects10', n=5), 'n = 5'),
+    (lambda: get_dataset('objects10', n=100, n_test=99), 'n_test = 99'),
+    (lambda: get_dataset('objects10', channels=1), 'channels'),
     (lambda: dataset_info('coco'), "'coco'"),
     (lambda: dataset_info('sentiment', size=3), 'size'),
 ])
@@ -331,3 +393,4 @@ def test_dataset_info_contents():
     assert i['shapes']['x'] == (3, 32, 32) and i['num_classes'] == 10 and 'MNIST' in i['stands_in_for']
     assert dataset_info('biased_digits')['attributes'] == ['red', 'blue']
     assert 'COCO' in dataset_info('shapes_captions')['stands_in_for'] and 'SST-2' in dataset_info('sentiment')['stands_in_for']
+    assert dataset_info('objects10')['stands_in_for'] == 'CIFAR-10'

@@ -1,4 +1,5 @@
-"""Five small datasets built from what scikit-learn ships or generated from a seed: digits (for MNIST/CIFAR),
+"""Six small datasets built from what scikit-learn ships or generated from a seed: digits (for MNIST/CIFAR),
+coloured, textured, cluttered objects of ten shapes (a harder CIFAR-10 stand-in),
 cluttered digits with ground-truth masks (for saliency), colour-biased digits (for CelebA/ISIC fairness),
 captioned shape scenes (for COCO) and sentiment sentences with the sentiment words marked (for SST-2).
 
@@ -19,16 +20,17 @@ from torch.utils.data import Dataset, TensorDataset
 from .core import derive_seed
 
 # %% auto #0
-__all__ = ['SPLITS', 'DATASETS', 'N_DIGITS', 'DIGITS_N_TEST', 'TINTS', 'SHAPES', 'SHAPE_WORDS', 'COLOURS', 'SIZE_WORDS',
-           'POSITION_WORDS', 'RELATION_WORDS', 'CAPTION_VOCAB', 'POSITIVE_WORDS', 'NEGATIVE_WORDS',
-           'NEUTRAL_ADJECTIVES', 'NOUNS', 'CLAUSES', 'JOINERS', 'SENTIMENT_VOCAB', 'DATASET_CLASSES', 'split_sizes',
-           'split_indices', 'EmbeddedDataset', 'resize_images', 'digits_arrays', 'DigitsDataset', 'show_images',
-           'ClutteredDigits', 'assign_attribute', 'BiasedDigits', 'attribute_label_correlation', 'Vocab',
-           'render_scene', 'caption_scene', 'ShapesCaptions', 'SentimentSentences', 'get_dataset', 'dataset_info']
+__all__ = ['SPLITS', 'DATASETS', 'N_DIGITS', 'DIGITS_N_TEST', 'OBJECT_SHAPES', 'OBJECTS_BLOCK', 'TINTS', 'SHAPES', 'SHAPE_WORDS',
+           'COLOURS', 'SIZE_WORDS', 'POSITION_WORDS', 'RELATION_WORDS', 'CAPTION_VOCAB', 'POSITIVE_WORDS',
+           'NEGATIVE_WORDS', 'NEUTRAL_ADJECTIVES', 'NOUNS', 'CLAUSES', 'JOINERS', 'SENTIMENT_VOCAB', 'DATASET_CLASSES',
+           'split_sizes', 'split_indices', 'EmbeddedDataset', 'resize_images', 'digits_arrays', 'DigitsDataset',
+           'show_images', 'Objects10', 'ClutteredDigits', 'assign_attribute', 'BiasedDigits',
+           'attribute_label_correlation', 'Vocab', 'render_scene', 'caption_scene', 'ShapesCaptions',
+           'SentimentSentences', 'get_dataset', 'dataset_info']
 
 # %% ../nbs/01_datasets.ipynb #89a9e6d8
 SPLITS = ('search_train', 'search_val', 'train', 'test')
-DATASETS = ('digits', 'cluttered_digits', 'biased_digits', 'shapes_captions', 'sentiment')
+DATASETS = ('digits', 'objects10', 'cluttered_digits', 'biased_digits', 'shapes_captions', 'sentiment')
 N_DIGITS, DIGITS_N_TEST = 1797, 597   # scikit-learn's digits: 1797 images; 597 held out leaves 600 + 600 for search
 
 def _check_choice(value, valid: Sequence, what: str):
@@ -185,6 +187,171 @@ def show_images(images, titles=None, ncols: int = 8, size: float = 1.1, cmap='gr
     if suptitle: fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/01_datasets.ipynb #a4bd977e
+OBJECT_SHAPES = ('disc', 'ring', 'square', 'frame', 'triangle', 'cross', 'star', 'bars', 'rhombus', 'crescent')
+OBJECTS_BLOCK = 1000         # the objects10 pool is generated in blocks of this many images, each from its own seed
+_f32 = np.float32
+
+def _shape_inside(k: int, u, v, h):
+    "Inside-test of shape `k` at object coordinates `u` (right), `v` (down), unit = object radius; hardness `h` in [0, 1]."
+    a, b = np.abs(u), np.abs(v)
+    if k == 0: return u * u + v * v <= 0.81                                                      # disc
+    if k == 1: r2 = u * u + v * v; return (r2 <= 1.0) & (r2 >= (0.62 - 0.34 * h) ** 2)           # ring: hole shrinks
+    if k == 2: p = 10 - 6 * h; return (a / 0.72) ** p + (b / 0.72) ** p <= 1.0                  # square: corners round off
+    if k == 3: m = np.maximum(a, b); return (m <= 0.75) & (m >= 0.42 - 0.22 * h)                # frame: hole shrinks
+    if k == 4: return (v <= 0.55) & (a <= (v + 1.0) * _f32(0.62))                               # triangle, apex up
+    if k == 5: w = 0.26 + 0.16 * h; return ((a <= w) & (b <= 0.95)) | ((b <= w) & (a <= 0.95))  # cross: arms widen
+    if k == 6:                                                                                    # star: points flatten
+        t = np.arctan2(u, -v) * _f32(5 / (2 * np.pi))
+        return np.sqrt(u * u + v * v) <= 1.0 - (1.2 - 0.7 * h) * np.abs(t - np.round(t))
+    if k == 7: g = 0.3 - 0.2 * h; return (a >= g) & (a <= 0.72) & (b <= 0.9)                   # two bars: gap closes
+    if k == 8: return a / (0.55 + 0.2 * h) + b <= 1.0                                            # rhombus: widens
+    if k == 9: return (u * u + v * v <= 0.81) & ((u - 0.42 - 0.3 * h) ** 2 + (v + 0.1) ** 2 > 0.52)  # crescent: bite shrinks
+    raise ValueError(f"shape index {k!r} out of range; expected 0..{len(OBJECT_SHAPES) - 1}")
+
+def _colours(rng, value, sat_lo: float = 0.0, sat_hi: float = 1.0) -> np.ndarray:
+    "Colours `(n, 3)` of uniform random hue, saturation in [sat_lo, sat_hi] and HSV value `value` `(n,)`."
+    h, s = rng.uniform(0, 1, len(value)), rng.uniform(sat_lo, sat_hi, len(value))
+    k = (np.array([5, 3, 1]) + h[:, None] * 6) % 6
+    return (value[:, None] * (1 - s[:, None] * np.clip(np.minimum(k, 4 - k), 0, 1))).astype(_f32)
+
+def _smooth_noise(rng, n: int, ch: int, low: int, S: int) -> np.ndarray:
+    "Standard normal noise on a `low`×`low` grid, bilinearly upsampled: `(n, ch, S, S)`."
+    z = torch.from_numpy(rng.standard_normal((n, ch, low, low), dtype=_f32))
+    return F.interpolate(z, size=(S, S), mode='bilinear', align_corners=False).numpy()
+
+def _paint(img, alpha, colour):
+    "Paint `colour` (`(n, 3)` or `(n, 3, S, S)`) over `img` `(n, 3, S, S)` with coverage `alpha` `(n, S, S)`, in place."
+    img += alpha[:, None] * ((colour[:, :, None, None] if colour.ndim == 2 else colour) - img)
+
+def _stroke_coverage(rng, n: int, S: int) -> np.ndarray:
+    "Coverage `(n, S, S)` of one clutter stroke per image: a straight segment or a circular arc, 1–2 px wide, antialiased."
+    c = np.arange(S, dtype=_f32) + 0.5
+    px, py = rng.uniform(0, S, (2, n)).astype(_f32)
+    ang = rng.uniform(0, 2 * np.pi, n).astype(_f32)
+    length, rad = rng.uniform(0.25, 0.5, n).astype(_f32) * S, rng.uniform(0.12, 0.3, n).astype(_f32) * S
+    span, width = rng.uniform(0.4, 1.0, n).astype(_f32) * np.pi, rng.uniform(1.0, 2.0, n).astype(_f32)
+    arc = rng.random(n) < 0.5
+    d = np.empty((n, S, S), _f32)
+    for sel, is_arc in ((np.flatnonzero(~arc), False), (np.flatnonzero(arc), True)):
+        dx, dy = c[None, None, :] - px[sel, None, None], c[None, :, None] - py[sel, None, None]
+        if is_arc:     # distance to the circle of radius rad around (px, py), within ±span/2 of the direction ang
+            phi = (np.arctan2(dy, dx) - ang[sel, None, None] + np.pi) % _f32(2 * np.pi) - np.pi
+            d[sel] = np.where(np.abs(phi) <= span[sel, None, None] / 2, np.abs(np.hypot(dx, dy) - rad[sel, None, None]), _f32(S))
+        else:          # distance to the segment of the given length from (px, py) in the direction ang
+            ex, ey = (np.cos(ang) * length)[sel, None, None], (np.sin(ang) * length)[sel, None, None]
+            t = np.clip((dx * ex + dy * ey) / (length[sel, None, None] ** 2), 0, 1)
+            d[sel] = np.hypot(dx - t * ex, dy - t * ey)
+    return np.clip(width[:, None, None] / 2 + 0.5 - d, 0, 1)
+
+def _objects_block(seed: int, block: int, m: int, difficulty: float, n_clutter: int, p_occlusion: float, noise: float,
+                   max_rotation: float, S: int = 32, ss: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Block `block` of the objects10 pool: `m` images `(m, 3, S, S)` float32 in [0, 1], their labels and hardness."
+    rng = np.random.default_rng(derive_seed(seed, 'objects10', block))
+    y = rng.permutation(np.arange(m) % len(OBJECT_SHAPES))
+    hard = (difficulty * rng.uniform(0, 1, m)).astype(_f32)
+    # pose: radius in pixels, centre, rotation, aspect ratio
+    r = (rng.uniform(0.4, 0.5, m) * S).astype(_f32)
+    cx, cy = (S / 2 + rng.uniform(-1, 1, (2, m)) * (S / 2 - r) * 0.25).astype(_f32)
+    theta = np.deg2rad(rng.uniform(-max_rotation, max_rotation, m)).astype(_f32)
+    aspect = np.exp(rng.uniform(-0.15, 0.15, m)).astype(_f32)
+    # colours: hue and saturation independent of the class; the object's value differs from the background's by at
+    # least 0.5 (h = 0) down to 0.15 (h = 1): lighter on a dark background, darker on a light one
+    vb = rng.uniform(0.1, 0.9, m)
+    c = 0.5 - 0.35 * hard
+    vo = np.where(vb < 0.5, rng.uniform(np.minimum(vb + c, 1), 1), rng.uniform(0, np.maximum(vb - c, 0)))
+    bg1, bg2 = _colours(rng, vb, 0, 0.8), _colours(rng, np.clip(vb + rng.uniform(-0.15, 0.15, m), 0, 1), 0, 0.8)
+    ob1, ob2 = _colours(rng, vo, 0.2, 1), _colours(rng, np.clip(vo + rng.uniform(-0.1, 0.1, m), 0, 1), 0.2, 1)
+    texture = np.where(rng.random(m) < 0.5, rng.integers(1, 3, m), 0)          # 0 plain, 1 stripes, 2 blotches
+    freq, tang = rng.uniform(1.5, 4, m).astype(_f32), rng.uniform(0, np.pi, m).astype(_f32)
+    # background: two colours mixed by smooth noise, plus a finer colour texture
+    mix = 1 / (1 + np.exp(-2 * _smooth_noise(rng, m, 1, 4, S)[:, 0]))
+    img = bg2[:, :, None, None] + mix[:, None] * (bg1 - bg2)[:, :, None, None]
+    img += 0.05 * _smooth_noise(rng, m, 3, 12, S)
+    blotch = 1 / (1 + np.exp(-3 * _smooth_noise(rng, m, 1, 6, S)[:, 0]))
+    # clutter strokes, each behind the object (70 %) or in front of it
+    strokes = [(_stroke_coverage(rng, m, S), _colours(rng, rng.uniform(0.1, 1, m)), rng.random(m) < 0.3)
+               for _ in range(n_clutter)]
+    for a, col, front in strokes: _paint(img, a * ~front[:, None, None], col)
+    # the object: coverage by ss×ss supersampling; texture in object coordinates (it moves and turns with the object)
+    cs, cn = (np.arange(S * ss, dtype=_f32) + 0.5) / ss, np.arange(S, dtype=_f32) + 0.5
+    alpha, stripes = np.empty((m, S, S), _f32), np.empty((m, S, S), _f32)
+    for k in range(len(OBJECT_SHAPES)):
+        i = np.flatnonzero(y == k)
+        ct, st = np.cos(theta[i])[:, None, None], np.sin(theta[i])[:, None, None]
+        su, sv = (1 / (r * aspect))[i, None, None], (aspect / r)[i, None, None]
+        def uv(g):
+            dx, dy = g[None, None, :] - cx[i, None, None], g[None, :, None] - cy[i, None, None]
+            return (dx * ct + dy * st) * su, (dy * ct - dx * st) * sv
+        u, v = uv(cs)
+        alpha[i] = _shape_inside(k, u, v, hard[i, None, None]).reshape(len(i), S, ss, S, ss).mean((2, 4), dtype=_f32)
+        u, v = uv(cn)
+        stripes[i] = 0.5 + 0.5 * np.tanh(3 * np.sin(_f32(2 * np.pi) * freq[i, None, None]
+                                                     * (u * np.cos(tang[i, None, None]) + v * np.sin(tang[i, None, None]))))
+    t = np.where(texture[:, None, None] == 0, _f32(1), np.where(texture[:, None, None] == 1, stripes, blotch))
+    _paint(img, alpha, ob2[:, :, None, None] + t[:, None] * (ob1 - ob2)[:, :, None, None])
+    for a, col, front in strokes: _paint(img, a * front[:, None, None], col)
+    # occluder: a textured rectangle over part of the object's edge, larger for harder images
+    occ = rng.random(m) < p_occlusion
+    oa, od = rng.uniform(0, 2 * np.pi, m), rng.uniform(0.6, 1.0, m) * r
+    hw, hh = rng.uniform(0.2, 0.45, (2, m)) * r * (1 + hard)
+    inx = np.clip(hw[:, None] + 0.5 - np.abs(cn[None] - (cx + np.cos(oa) * od)[:, None]), 0, 1)
+    iny = np.clip(hh[:, None] + 0.5 - np.abs(cn[None] - (cy + np.sin(oa) * od)[:, None]), 0, 1)
+    ocol = _colours(rng, rng.uniform(0.1, 1, m))[:, :, None, None] + 0.1 * _smooth_noise(rng, m, 3, 8, S)
+    _paint(img, (iny[:, :, None] * inx[:, None, :] * occ[:, None, None]).astype(_f32), ocol)
+    if noise > 0: img += noise * rng.standard_normal(img.shape, dtype=_f32)
+    return np.clip(img, 0, 1, out=img), y, hard
+
+# %% ../nbs/01_datasets.ipynb #a165f3e1
+_OBJECTS_KNOBS = ('difficulty', 'n_clutter', 'p_occlusion', 'noise', 'max_rotation')   # what the images depend on
+
+@functools.lru_cache(maxsize=4)
+def _objects10_pool(seed, n, difficulty, n_clutter, p_occlusion, noise, max_rotation) -> dict:
+    "The 32×32 pool: `x` (n, 3, 32, 32) float32, `y` int64, `hardness` float32, generated block by block."
+    blocks = [_objects_block(seed, b, min(OBJECTS_BLOCK, n - b * OBJECTS_BLOCK), difficulty, n_clutter, p_occlusion,
+                             noise, max_rotation) for b in range(math.ceil(n / OBJECTS_BLOCK))]
+    x, y, h = (np.concatenate(parts) for parts in zip(*blocks))
+    return dict(x=torch.from_numpy(x), y=torch.from_numpy(y).long(), hardness=torch.from_numpy(h))
+
+@functools.lru_cache(maxsize=4)
+def _objects10_sized(seed, n, image_size, *knobs) -> dict:
+    pool = _objects10_pool(seed, n, *knobs)
+    return pool if image_size == 32 else {**pool, 'x': resize_images(pool['x'], image_size)}
+
+class Objects10(EmbeddedDataset):
+    "Ten object shapes in random colours and textures on textured backgrounds, with clutter, occlusion and noise."
+    name, task = 'objects10', 'image classification (10 classes)'
+    stands_in_for = 'CIFAR-10'
+    classes = OBJECT_SHAPES
+    defaults = dict(n=6000, n_test=1000, image_size=32, difficulty=0.2, n_clutter=1, p_occlusion=0.15, noise=0.03,
+                    max_rotation=10.0)
+
+    @classmethod
+    def _validate(cls, p):
+        p['n'] = _check_int(p['n'], 'n', lo=10, hi=200_000)
+        p['n_test'] = _check_int(p['n_test'], 'n_test', lo=1, hi=p['n'] - 2)
+        p['image_size'] = _check_int(p['image_size'], 'image_size', lo=8, hi=256)
+        p['difficulty'] = _check_float(p['difficulty'], 'difficulty', 0., 1.)
+        p['n_clutter'] = _check_int(p['n_clutter'], 'n_clutter', lo=0, hi=16)
+        p['p_occlusion'] = _check_float(p['p_occlusion'], 'p_occlusion', 0., 1.)
+        p['noise'] = _check_float(p['noise'], 'noise', 0., 0.5)
+        p['max_rotation'] = _check_float(p['max_rotation'], 'max_rotation', 0., 180.)
+        return p
+    @classmethod
+    def pool_size(cls, p): return p['n']
+    @classmethod
+    def item_shapes(cls, p): s = p['image_size']; return dict(x=(3, s, s), y=())
+
+    def __init__(self, split='train', seed=0, n=6000, n_test=1000, image_size=32, difficulty=0.2, n_clutter=1,
+                 p_occlusion=0.15, noise=0.03, max_rotation=10.0):
+        super().__init__(split, seed, n=n, n_test=n_test, image_size=image_size, difficulty=difficulty,
+                         n_clutter=n_clutter, p_occlusion=p_occlusion, noise=noise, max_rotation=max_rotation)
+        p = self.params
+        idx = split_indices(p['n'], p['n_test'], self.seed)[split]
+        sub = _subset(_objects10_sized(self.seed, p['n'], p['image_size'], *(p[k] for k in _OBJECTS_KNOBS)), idx)
+        self.index = torch.as_tensor(idx, dtype=torch.long)
+        self.x, self.y, self.hardness = sub['x'], sub['y'], sub['hardness']
 
 # %% ../nbs/01_datasets.ipynb #55998215
 def _valid_positions(S: int, f: int, box) -> np.ndarray:
@@ -634,7 +801,8 @@ class SentimentSentences(EmbeddedDataset):
     def x(self) -> torch.Tensor: return self.tokens
 
 # %% ../nbs/01_datasets.ipynb #6c718d15
-DATASET_CLASSES = {c.name: c for c in (DigitsDataset, ClutteredDigits, BiasedDigits, ShapesCaptions, SentimentSentences)}
+DATASET_CLASSES = {c.name: c for c in (DigitsDataset, Objects10, ClutteredDigits, BiasedDigits, ShapesCaptions,
+                                       SentimentSentences)}
 
 def get_dataset(name: str, split: str = 'train', seed: int = 0, **kwargs) -> EmbeddedDataset:
     "The embedded dataset `name` (see `DATASETS`), split `split` (see `SPLITS`), generated from `seed`."
