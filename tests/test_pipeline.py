@@ -103,6 +103,18 @@ def test_every_experiment_notebook_runs_at_ci_scale(tmp_path):
         d = tmp_path/'ci'/nb.stem
         assert (d/'manifest.json').is_file(), nb.stem
         assert list((d/'tables').glob('*.csv')), f'{nb.stem} wrote no table'
+    # chapter 1: every table and figure, and the claims, which round-trip into REPORT.md's Claims section
+    from trustnas_nb.claims import read_claims
+    ch1 = {'table1_1_robust_cifar': ['tables/table1_1.csv', 'tables/table1_5_6.csv', 'figures/fig1_1.png'],
+           'table1_2_darts_family': ['tables/table1_2.csv'], 'table1_3_transfer': ['tables/table1_3.csv'],
+           'table1_4_robust_mnist': ['tables/table1_4.csv', 'tables/table1_5_6.csv'], 'table1_7_stability': ['tables/table1_7.csv']}
+    report = (tmp_path/'REPORT.md').read_text()
+    assert 'Claims at `ci` scale' in report
+    for stem, files in ch1.items():
+        for f in files + ['claims.json']: assert (tmp_path/'ci'/stem/f).is_file(), f'{stem}/{f}'
+        claims = read_claims(tmp_path/'ci'/stem)
+        assert claims and all(c.scale == 'ci' and c.verdict in ('holds', 'does not hold', 'undecided') for c in claims), stem
+        for c in claims: assert c.id in report, c.id
 
 def test_every_experiment_has_a_parameters_cell_and_untagged_ones_fail(tmp_path):
     from trustnas_nb.reproduce import has_parameters_cell

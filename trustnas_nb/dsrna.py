@@ -387,21 +387,24 @@ def robustness_run(method: str, seed: int, scale: str, search_dataset: str, sear
     r = cached_search(method, space, scale, seed, cache_dir, device, dataset=search_dataset, image_size=search_image_size,
                       **(search_overrides or {}))
     net, info = train_evaluation(r.genotype, method, dataset, image_size, scale, seed, cache_dir, device, **(eval_overrides or {}))
-    _, _, xs, ys, _, _ = evaluation_data(dataset, image_size, scale, seed, n_test=n_attack)
+    _, _, xs, ys, _, _ = evaluation_data(dataset, image_size, scale, seed, n_test=n_attack)   # test split, first n_attack
     xs, ys = xs[:n_attack], ys[:n_attack]
     row = dict(method=get_method(method).label, key=get_method(method).name, seed=seed, retraining=info['mode'],
                trained_test_acc=info['test_acc'], params_m=info['params'] / 1e6, search_s=r.seconds, train_s=info['seconds'])
     bd = budget_dataset or dataset
-    acc = robust_accuracy(net, xs, ys, THESIS_ATTACKS if attacks is None else attacks, dataset=bd, seed=seed,
-                          autoattack=AUTOATTACK_VERSION[scale], progress=False)
+    names = list(THESIS_ATTACKS if attacks is None else attacks)
+    curve = None
+    if len(pgd_iterations):                             # Fig. 1.1; PGD(10/20/100) of the table are points of the same curve
+        curve = pgd_curve(net, xs, ys, pgd_iterations, dataset=bd, seed=seed, progress=False)
+        pts = dict(zip(curve.iterations, curve.accuracy))
+        for n in (10, 20, 100):
+            if f'pgd{n}' in names and n in pts: row[f'pgd{n}'] = pts[n]; names.remove(f'pgd{n}')
+        curve.insert(0, 'seed', seed); curve.insert(0, 'method', row['method'])
+    acc = robust_accuracy(net, xs, ys, names, dataset=bd, seed=seed, autoattack=AUTOATTACK_VERSION[scale], progress=False)
     row.update(acc)
     if n_certify:
         for norm in ('linf', 'l2'):
             row[f'cert_{norm}'] = mean_certified_bound(net, xs[:n_certify], ys[:n_certify], norm, certify_method)
-    curve = None
-    if len(pgd_iterations):
-        curve = pgd_curve(net, xs, ys, pgd_iterations, dataset=bd, seed=seed, progress=False)
-        curve.insert(0, 'seed', seed); curve.insert(0, 'method', row['method'])
     row['genotype'] = r.genotype_str
     return row, curve
 
