@@ -334,9 +334,11 @@ def evaluation_data(dataset: str, image_size: int, scale: str, seed: int, n_trai
     return xt, yt, xs, ys, nc, ch
 
 def train_evaluation(genotype, method: str, dataset: str, image_size: int, scale: str = 'ci', seed: int = 0, cache_dir=None,
-                     device: str = 'cpu', progress: bool = False, mode: str | None = None, **eval_overrides):
+                     device: str = 'cpu', progress: bool = False, mode: str | None = None, adv_iters: int | None = None,
+                     **eval_overrides):
     """Train the evaluation network of `genotype` on `dataset` the way `method` is retrained (§1.4.2, `retraining_mode`),
-    memoized in `cache_dir`. Returns `(net in eval mode, info)`; info: test_acc (%), mode, seconds, params."""
+    memoized in `cache_dir`. `adv_iters`: PGD steps of adversarial retraining (default the robustness module's).
+    Returns `(net in eval mode, info)`; info: test_acc (%), mode, seconds, params."""
     import json, time
     from pathlib import Path
     from trustnas_nb.core import preset, derive_seed, seed_everything, get_device, atomic_write
@@ -351,7 +353,7 @@ def train_evaluation(genotype, method: str, dataset: str, image_size: int, scale
     seed_everything(derive_seed(seed, 'eval'))
     net = build_network(genotype, style='cifar', C=E['C'], layers=E['layers'], num_classes=nc, in_channels=ch, auxiliary=E['auxiliary'])
     key = cache_key(genotype=format_genotype(genotype), mode=mode, dataset=dataset, image_size=image_size, scale=scale,
-                    seed=seed, eval=dict(E), device=dev.type)
+                    seed=seed, eval=dict(E), device=dev.type, adv_iters=adv_iters)
     f = Path(cache_dir)/'eval'/f'{key}.pt' if cache_dir is not None else None
     if f is not None and f.is_file() and f.with_suffix('.json').is_file():
         try:
@@ -361,7 +363,8 @@ def train_evaluation(genotype, method: str, dataset: str, image_size: int, scale
     tr = make_loader(xt, yt, E['batch_size'], derive_seed(seed, 'eval-data'))
     te = make_loader(xs, ys, 256, 0, shuffle=False)
     t0 = time.perf_counter()
-    hist = train_robust(net, tr, te, mode=mode, dataset=dataset, epochs=E['epochs'], lr=E['lr'], grad_clip=E['grad_clip'],
+    extra = dict(adv_iters=adv_iters) if (mode == 'adversarial' and adv_iters is not None) else {}
+    hist = train_robust(net, tr, te, mode=mode, dataset=dataset, **extra, epochs=E['epochs'], lr=E['lr'], grad_clip=E['grad_clip'],
                         auxiliary_weight=E['auxiliary_weight'], drop_path_prob=E['drop_path'], cutout=E['cutout'], device=dev,
                         max_steps=E['max_steps'], augment=dataset not in ('digits', 'mnist'), seed=derive_seed(seed, 'eval-train'),
                         progress=progress)
@@ -378,7 +381,7 @@ def robustness_run(method: str, seed: int, scale: str, search_dataset: str, sear
                    image_size: int | None = None, attacks=None, n_attack: int = 100, n_certify: int = 0,
                    certify_method: str = 'crown-ibp', pgd_iterations=(), space: str = 'darts', cache_dir=None,
                    device: str = 'cpu', search_overrides: Mapping | None = None, eval_overrides: Mapping | None = None,
-                   budget_dataset: str | None = None):
+                   budget_dataset: str | None = None, adv_iters: int | None = None):
     """Search, retrain and attack/certify one (method, seed). Returns (row dict, PGD-curve DataFrame or None).
     `budget_dataset`: whose attack budgets to use (default `dataset`; e.g. 'imagenet' for a transfer stand-in)."""
     from trustnas_nb.search import get_method
@@ -386,7 +389,8 @@ def robustness_run(method: str, seed: int, scale: str, search_dataset: str, sear
     dataset, image_size = dataset or search_dataset, image_size or search_image_size
     r = cached_search(method, space, scale, seed, cache_dir, device, dataset=search_dataset, image_size=search_image_size,
                       **(search_overrides or {}))
-    net, info = train_evaluation(r.genotype, method, dataset, image_size, scale, seed, cache_dir, device, **(eval_overrides or {}))
+    net, info = train_evaluation(r.genotype, method, dataset, image_size, scale, seed, cache_dir, device, adv_iters=adv_iters,
+                                 **(eval_overrides or {}))
     _, _, xs, ys, _, _ = evaluation_data(dataset, image_size, scale, seed, n_test=n_attack)   # test split, first n_attack
     xs, ys = xs[:n_attack], ys[:n_attack]
     row = dict(method=get_method(method).label, key=get_method(method).name, seed=seed, retraining=info['mode'],
@@ -408,12 +412,13 @@ def robustness_run(method: str, seed: int, scale: str, search_dataset: str, sear
     row['genotype'] = r.genotype_str
     return row, curve
 
-def mean_pm_std(runs, index: str, columns, digits: int = 2):
+def mean_pm_std(runs, index: str, columns, digits: int = 2, fmt: str | None = None):
     "A table of 'mean ± std' strings (over seeds) of `columns` per `index` value, in the order of first appearance."
+    fmt = fmt or f'.{digits}f'
     import pandas as pd
     g = runs.groupby(index, sort=False)[list(columns)]
     m, s, n = g.mean(), g.std(), g.count()
-    cell = lambda a, b, k: '' if a != a else (f'{a:.{digits}f}' if (k < 2 or b != b) else f'{a:.{digits}f} ± {b:.{digits}f}')
+    cell = lambda a, b, k: '' if a != a else (format(a, fmt) if (k < 2 or b != b) else f'{format(a, fmt)} ± {format(b, fmt)}')
     return pd.DataFrame({c: [cell(m.loc[i, c], s.loc[i, c], n.loc[i, c]) for i in m.index] for c in columns},
                         index=m.index).reset_index()
 
