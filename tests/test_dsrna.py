@@ -153,6 +153,10 @@ def test_bad_input():
         run_search(replace(METHODS['dsrna_cb'], hypergradient='finite_difference'), scale='ci', progress=False)
     with pytest.raises(ValueError, match='unknown robustness metric'):
         RobustTerm('lipschitz', None)
+    with pytest.raises(ValueError, match="cb_method = 'cnn-cert'"):
+        run_search('dsrna_cb', scale='ci', progress=False, robust=dict(cb_method='cnn-cert'))
+    with pytest.raises(ValueError, match='eps_min'):
+        RobustTerm('cb', None, eps0=0.5, eps_max=0.3)
     x = torch.rand(2, 3); out = x @ torch.ones(3, 4)
     with pytest.raises(ValueError, match='requires_grad_'):
         jacobian_norm(out, x)

@@ -152,6 +152,9 @@ class RobustTerm:
                 raise ValueError(f"no attack budget known for dataset {dataset!r}; pass delta (known: {', '.join(ATTACK_BUDGET_LINF)})")
             delta = ATTACK_BUDGET_LINF[dataset]
         if not 0 < eps_min <= eps0 <= eps_max: raise ValueError(f"expected 0 < eps_min ({eps_min}) <= eps0 ({eps0}) <= eps_max ({eps_max})")
+        from trustnas_nb.bounds import METHODS as BOUND_METHODS
+        if cb_method not in BOUND_METHODS:
+            raise ValueError(f"unknown bound method cb_method = {cb_method!r}; expected one of {', '.join(BOUND_METHODS)}")
         if isinstance(cb_batch, bool) or not isinstance(cb_batch, int) or cb_batch < 1:
             raise ValueError(f"cb_batch = {cb_batch!r}; expected a positive integer")
         self.kind, self.net, self.gamma, self.norm, self.delta = kind, net, float(gamma), norm, float(delta)
