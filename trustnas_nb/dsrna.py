@@ -17,10 +17,10 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['ATTACK_BUDGET_LINF', 'ROBUST_KINDS', 'dual_norm', 'jacobian_rows', 'jacobian_norm', 'jacobian_frobenius_sq',
-           'exact_jacobian', 'jacobian_metric', 'margin_lower_bound', 'cb_metric', 'adapt_eps', 'noise_at_mean',
-           'RobustTerm', 'genotype_weights', 'robnet_search', 'retraining_mode', 'cache_key', 'cached_search',
-           'evaluation_data', 'train_evaluation', 'robustness_run', 'mean_pm_std', 'thesis_pm_std']
+__all__ = ['ROBUST_KINDS', 'dual_norm', 'jacobian_rows', 'jacobian_norm', 'jacobian_frobenius_sq', 'exact_jacobian',
+           'jacobian_metric', 'margin_lower_bound', 'cb_metric', 'adapt_eps', 'noise_at_mean', 'RobustTerm',
+           'genotype_weights', 'robnet_search', 'retraining_mode', 'cache_key', 'cached_search', 'evaluation_data',
+           'train_evaluation', 'robustness_run', 'mean_pm_std', 'thesis_pm_std']
 
 # %% ../nbs/11_dsrna.ipynb #93371110
 _DUAL = {'linf': 1.0, 'l2': 2.0}
@@ -124,8 +124,6 @@ def adapt_eps(eps: float, gap: float, step: float, lo: float, hi: float) -> floa
     return min(hi, max(lo, eps + step if gap > 0 else eps - step))
 
 # %% ../nbs/11_dsrna.ipynb #772564df
-ATTACK_BUDGET_LINF = {'cifar10': 8 / 255, 'objects10': 8 / 255, 'cifar100': 8 / 255, 'mnist': 0.3, 'digits': 0.3,
-                      'imagenet': 2 / 255}
 ROBUST_KINDS = ('cb', 'jacobian', 'combined')
 
 @contextlib.contextmanager
@@ -147,10 +145,9 @@ class RobustTerm:
         if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not math.isfinite(gamma) or gamma < 0:
             raise ValueError(f"gamma = {gamma!r}; expected a finite trade-off weight >= 0 (the thesis uses 0.01)")
         dual_norm(norm)
-        if delta is None:
-            if dataset not in ATTACK_BUDGET_LINF:
-                raise ValueError(f"no attack budget known for dataset {dataset!r}; pass delta (known: {', '.join(ATTACK_BUDGET_LINF)})")
-            delta = ATTACK_BUDGET_LINF[dataset]
+        if delta is None:                               # the dataset's l_inf attack budget (trustnas_nb.robustness.BUDGETS)
+            from trustnas_nb.robustness import budget
+            delta = budget(dataset)['linf']
         if not 0 < eps_min <= eps0 <= eps_max: raise ValueError(f"expected 0 < eps_min ({eps_min}) <= eps0 ({eps0}) <= eps_max ({eps_max})")
         from trustnas_nb.bounds import METHODS as BOUND_METHODS
         if cb_method not in BOUND_METHODS:
@@ -241,8 +238,8 @@ def robnet_search(space='darts', scale: str = 'ci', seed: int = 0, device: str =
     Rb = preset(scale, 'robnet')
     n = Rb['n_samples'] if n_samples is None else n_samples
     if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise ValueError(f"n_samples = {n!r}; expected a positive integer")
-    if P['dataset'] not in ATTACK_BUDGET_LINF: raise ValueError(f"no attack budget known for dataset {P['dataset']!r}")
-    eps = ATTACK_BUDGET_LINF[P['dataset']]
+    from trustnas_nb.robustness import budget
+    eps = budget(P['dataset'])['linf']
     sp = get_space(space, P['nodes']) if get_space(space).uniform else get_space(space)
     dev = get_device(device); seed_everything(seed)
     rng = random.Random(derive_seed(seed, 'robnet'))
