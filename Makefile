@@ -5,7 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 SCALE ?= cpu
-JOBS ?= 1
+# two notebooks at a time on the 2-core machines this is budgeted for (one torch thread each); one at a time at paper scale (one GPU)
+JOBS ?= $(if $(filter paper,$(SCALE)),1,2)
 ONLY ?=
 # torch is pinned to the build this project is tested with; override e.g. TORCH_SPEC="torch torchvision"
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1

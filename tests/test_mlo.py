@@ -346,3 +346,26 @@ def test_update_hooks_wrap_each_own_update_only():
     assert calls[i + 1:j] == [('w-loss', True)]                                                            # own update: hook on
     import pytest
     with pytest.raises(ValueError, match='before_update must be callable'): MLOProblem(prob.levels, before_update=3)
+
+
+def test_per_level_method_override():
+    "A level's own `method` overrides the problem's for that level only (SANAS: plain updates below, hypergradient on top)."
+    ch = chain(4, ascent=(1,), wd=0.01)
+    P = {lv.name: lv.named for lv in ch}
+    ex_top = hypergradient(ch, 'L3', method='exact')['t']
+    for lv in ch[1:3]: lv.method = 'first_order'
+    for k in (1, 2):      # the overridden levels get their plain partial gradient, whatever the problem's method
+        direct = torch.autograd.grad(ch[k].loss(P, None), ch[k].named['t'])[0]
+        for m in METHODS: assert torch.allclose(hypergradient(ch, f'L{k}', method=m)['t'], direct, rtol=0, atol=1e-15)
+    # the top level still differentiates through the unrolls of every level below (the override changes no unroll)
+    assert torch.allclose(hypergradient(ch, 'L3', method='exact')['t'], ex_top, rtol=0, atol=1e-14)
+    assert rel(hypergradient(ch, 'L3', method='finite_difference')['t'], ex_top) < 1e-4
+    # a problem step with every level due: the first-order levels ask only for their own batch's loss
+    counts = {}
+    ch = chain(4, counts=counts)
+    for lv in ch[:3]: lv.method = 'first_order'
+    prob = MLOProblem(ch, method='finite_difference', order='bottom_up')
+    counts.clear(); prob.step()
+    assert counts[0] > 1 and counts[2] >= 1      # L3's hypergradient unrolls L0..L2
+    with pytest.raises(ValueError, match="unknown hypergradient method 'newton'"):
+        Level('x', {'t': torch.zeros(2, requires_grad=True)}, lambda P, b: P['x']['t'].sum(), method='newton')

@@ -108,9 +108,14 @@ def test_every_experiment_notebook_runs_at_ci_scale(tmp_path):
     ch1 = {'table1_1_robust_cifar': ['tables/table1_1.csv', 'tables/table1_5_6.csv', 'figures/fig1_1.png'],
            'table1_2_darts_family': ['tables/table1_2.csv'], 'table1_3_transfer': ['tables/table1_3.csv'],
            'table1_4_robust_mnist': ['tables/table1_4.csv', 'tables/table1_5_6.csv'], 'table1_7_stability': ['tables/table1_7.csv']}
+    # chapter 4 (images): Tables 4.1-4.5, 4.7 and Figures 4.2, 4.3, 4.4, 4.7
+    ch4 = {'table4_1_sanas_images': ['tables/table4_1.csv', 'tables/table4_3.csv', 'tables/fig4_2_randomisation.csv', 'figures/fig4_2.png',
+                                     'figures/fig4_3.png', 'figures/fig4_7.png'],
+           'table4_2_sanas_transfer': ['tables/table4_2.csv'],
+           'table4_4_sanas_ablations': ['tables/table4_4.csv', 'tables/table4_5.csv', 'tables/table4_7.csv', 'figures/fig4_4.png']}
     report = (tmp_path/'REPORT.md').read_text()
     assert 'Claims at `ci` scale' in report
-    for stem, files in ch1.items():
+    for stem, files in {**ch1, **ch4}.items():
         for f in files + ['claims.json']: assert (tmp_path/'ci'/stem/f).is_file(), f'{stem}/{f}'
         claims = read_claims(tmp_path/'ci'/stem)
         assert claims and all(c.scale == 'ci' and c.verdict in ('holds', 'does not hold', 'undecided') for c in claims), stem
@@ -135,3 +140,44 @@ def test_completeness_ignores_threads_but_not_code_changes(tmp_path):
     assert is_complete(d, nbs/'tiny.ipynb', {**run['parameters'], 'seed': 1})[1] == 'parameters changed'
     (d/'run.json').write_text(json.dumps({**run, 'package_hash': 'old'}))
     assert is_complete(d, nbs/'tiny.ipynb', run['parameters'])[1] == 'package code changed'
+
+def test_parallel_jobs_start_the_longest_last_measured_first(tmp_path, monkeypatch):
+    "With --jobs > 1 the notebooks that took longest last time start first, so the jobs end together."
+    import threading, trustnas_nb.reproduce as R
+    nbs = tmp_path/'exps'; nbs.mkdir()
+    for name, secs in (('a_short', 1.0), ('b_long', 50.0), ('c_longest', 90.0), ('d_new', None)):
+        _nb(nbs/f'{name}.ipynb', PARAMS, 'pass')
+        if secs is not None:
+            d = tmp_path/'out'/'ci'/name; d.mkdir(parents=True)
+            (d/'run.json').write_text(json.dumps(dict(status='failed', seconds=secs)))
+    started, lock = [], threading.Lock()
+    def fake(nb, out, params, progress=True, timeout=None):
+        with lock: started.append(nb.stem)
+        time.sleep(0.3)
+        return R.RunResult(nb.stem, 'ran', 0.3, '', str(out))
+    monkeypatch.setattr(R, 'run_notebook', fake)
+    res = reproduce(scale='ci', outputs_dir=tmp_path/'out', nbs_dir=nbs, progress=False, jobs=2)
+    assert [r.notebook for r in res] == ['a_short', 'b_long', 'c_longest', 'd_new']      # results in discovery order
+    assert set(started[:2]) == {'c_longest', 'b_long'} and started[2:] == ['a_short', 'd_new']
+    assert R._last_seconds(tmp_path/'nowhere') == 0.0
+
+def test_parallel_jobs_wait_for_the_notebook_whose_cache_they_reuse(tmp_path, monkeypatch):
+    "NEEDS: a notebook that reuses another's memoized runs starts only after that one has finished."
+    import threading, trustnas_nb.reproduce as R
+    nbs = tmp_path/'exps'; nbs.mkdir()
+    for name in ('a_first', 'b_needs_a', 'c_other', 'd_other'): _nb(nbs/f'{name}.ipynb', PARAMS, 'pass')
+    real = dict(R.NEEDS)
+    monkeypatch.setattr(R, 'NEEDS', {'b_needs_a': ('a_first',)})
+    events, lock = [], threading.Lock()
+    def fake(nb, out, params, progress=True, timeout=None):
+        with lock: events.append(('start', nb.stem))
+        time.sleep(0.4 if nb.stem == 'a_first' else 0.1)
+        with lock: events.append(('end', nb.stem))
+        return R.RunResult(nb.stem, 'ran', 0.1, '', str(out))
+    monkeypatch.setattr(R, 'run_notebook', fake)
+    res = reproduce(scale='ci', outputs_dir=tmp_path/'out', nbs_dir=nbs, progress=False, jobs=2)
+    assert [r.status for r in res] == ['ran'] * 4
+    assert events.index(('start', 'b_needs_a')) > events.index(('end', 'a_first'))
+    assert events.index(('start', 'c_other')) < events.index(('end', 'a_first'))     # the free job did not wait
+    exps = {p.stem for p in (ROOT/'nbs'/'experiments').glob('*.ipynb')}
+    assert set(real) <= exps and all(set(v) <= exps for v in real.values())                 # no stale names

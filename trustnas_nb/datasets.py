@@ -246,8 +246,8 @@ def _stroke_coverage(rng, n: int, S: int) -> np.ndarray:
     return np.clip(width[:, None, None] / 2 + 0.5 - d, 0, 1)
 
 def _objects_block(seed: int, block: int, m: int, difficulty: float, n_clutter: int, p_occlusion: float, noise: float,
-                   max_rotation: float, S: int = 32, ss: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "Block `block` of the objects10 pool: `m` images `(m, 3, S, S)` float32 in [0, 1], their labels and hardness."
+                   max_rotation: float, S: int = 32, ss: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    "Block `block` of the objects10 pool: `m` images `(m, 3, S, S)` float32 in [0, 1], labels, hardness, visible-object coverage."
     rng = np.random.default_rng(derive_seed(seed, 'objects10', block))
     y = rng.permutation(np.arange(m) % len(OBJECT_SHAPES))
     hard = (difficulty * rng.uniform(0, 1, m)).astype(_f32)
@@ -299,9 +299,13 @@ def _objects_block(seed: int, block: int, m: int, difficulty: float, n_clutter: 
     inx = np.clip(hw[:, None] + 0.5 - np.abs(cn[None] - (cx + np.cos(oa) * od)[:, None]), 0, 1)
     iny = np.clip(hh[:, None] + 0.5 - np.abs(cn[None] - (cy + np.sin(oa) * od)[:, None]), 0, 1)
     ocol = _colours(rng, rng.uniform(0.1, 1, m))[:, :, None, None] + 0.1 * _smooth_noise(rng, m, 3, 8, S)
-    _paint(img, (iny[:, :, None] * inx[:, None, :] * occ[:, None, None]).astype(_f32), ocol)
+    occluder = (iny[:, :, None] * inx[:, None, :] * occ[:, None, None]).astype(_f32)
+    _paint(img, occluder, ocol)
+    # the evidence a saliency map should find: the object's coverage minus what strokes in front and the occluder hide
+    seen = alpha * (1 - occluder)
+    for a, col, front in strokes: seen = seen * (1 - a * front[:, None, None])
     if noise > 0: img += noise * rng.standard_normal(img.shape, dtype=_f32)
-    return np.clip(img, 0, 1, out=img), y, hard
+    return np.clip(img, 0, 1, out=img), y, hard, seen[:, None]
 
 # %% ../nbs/01_datasets.ipynb #a165f3e1
 _OBJECTS_KNOBS = ('difficulty', 'n_clutter', 'p_occlusion', 'noise', 'max_rotation')   # what the images depend on
@@ -311,13 +315,14 @@ def _objects10_pool(seed, n, difficulty, n_clutter, p_occlusion, noise, max_rota
     "The 32×32 pool: `x` (n, 3, 32, 32) float32, `y` int64, `hardness` float32, generated block by block."
     blocks = [_objects_block(seed, b, min(OBJECTS_BLOCK, n - b * OBJECTS_BLOCK), difficulty, n_clutter, p_occlusion,
                              noise, max_rotation) for b in range(math.ceil(n / OBJECTS_BLOCK))]
-    x, y, h = (np.concatenate(parts) for parts in zip(*blocks))
-    return dict(x=torch.from_numpy(x), y=torch.from_numpy(y).long(), hardness=torch.from_numpy(h))
+    x, y, h, v = (np.concatenate(parts) for parts in zip(*blocks))
+    return dict(x=torch.from_numpy(x), y=torch.from_numpy(y).long(), hardness=torch.from_numpy(h), coverage=torch.from_numpy(v))
 
 @functools.lru_cache(maxsize=4)
 def _objects10_sized(seed, n, image_size, *knobs) -> dict:
     pool = _objects10_pool(seed, n, *knobs)
-    return pool if image_size == 32 else {**pool, 'x': resize_images(pool['x'], image_size)}
+    return pool if image_size == 32 else {**pool, 'x': resize_images(pool['x'], image_size),
+                                          'coverage': resize_images(pool['coverage'], image_size)}
 
 class Objects10(EmbeddedDataset):
     "Ten object shapes in random colours and textures on textured backgrounds, with clutter, occlusion and noise."
@@ -352,6 +357,7 @@ class Objects10(EmbeddedDataset):
         sub = _subset(_objects10_sized(self.seed, p['n'], p['image_size'], *(p[k] for k in _OBJECTS_KNOBS)), idx)
         self.index = torch.as_tensor(idx, dtype=torch.long)
         self.x, self.y, self.hardness = sub['x'], sub['y'], sub['hardness']
+        self.mask = (sub['coverage'] >= 0.5).float()        # (N, 1, S, S): visible object pixels, for localisation scores
 
 # %% ../nbs/01_datasets.ipynb #55998215
 def _valid_positions(S: int, f: int, box) -> np.ndarray:

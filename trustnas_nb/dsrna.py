@@ -308,19 +308,21 @@ def _result_from_json(d: dict):
                         {k: torch.tensor(v) for k, v in d['alphas'].items()}, d['seconds'], d['supernet_params'], d['stopped_epoch'])
 
 def cached_search(method: str, space: str = 'darts', scale: str = 'ci', seed: int = 0, cache_dir=None, device: str = 'cpu',
-                  progress: bool = False, robust: Mapping | None = None, **overrides):
+                  progress: bool = False, robust: Mapping | None = None, sanas: Mapping | None = None,
+                  explanation: Mapping | None = None, **overrides):
     "`run_search` memoized in `cache_dir` (None: no cache). The stored search time is the one measured when it ran."
     import json
     from pathlib import Path
     from trustnas_nb.search import run_search, get_method
     from trustnas_nb.core import atomic_write
     name = get_method(method).name
-    if cache_dir is None: return run_search(name, space, scale=scale, seed=seed, device=device, progress=progress, robust=robust, **overrides)
-    f = Path(cache_dir)/'search'/f"{name}-{space}-s{seed}-{cache_key(method=name, space=space, scale=scale, seed=seed, robust=robust, device=torch.device(device).type, **overrides)}.json"
+    opts = {k: v for k, v in dict(robust=robust, sanas=sanas, explanation=explanation).items() if v is not None}
+    if cache_dir is None: return run_search(name, space, scale=scale, seed=seed, device=device, progress=progress, **opts, **overrides)
+    f = Path(cache_dir)/'search'/f"{name}-{space}-s{seed}-{cache_key(method=name, space=space, scale=scale, seed=seed, robust=robust, device=torch.device(device).type, **({k: v for k, v in opts.items() if k != 'robust'}), **overrides)}.json"
     if f.is_file():
         try: return _result_from_json(json.loads(f.read_text()))
         except (ValueError, KeyError): pass                     # unreadable: recompute
-    r = run_search(name, space, scale=scale, seed=seed, device=device, progress=progress, robust=robust, **overrides)
+    r = run_search(name, space, scale=scale, seed=seed, device=device, progress=progress, **opts, **overrides)
     atomic_write(f, json.dumps(_result_to_json(r)))
     return r
 
@@ -366,7 +368,7 @@ def train_evaluation(genotype, method: str, dataset: str, image_size: int, scale
     extra = dict(adv_iters=adv_iters) if (mode == 'adversarial' and adv_iters is not None) else {}
     hist = train_robust(net, tr, te, mode=mode, dataset=dataset, **extra, epochs=E['epochs'], lr=E['lr'], grad_clip=E['grad_clip'],
                         auxiliary_weight=E['auxiliary_weight'], drop_path_prob=E['drop_path'], cutout=E['cutout'], device=dev,
-                        max_steps=E['max_steps'], augment=dataset not in ('digits', 'mnist'), seed=derive_seed(seed, 'eval-train'),
+                        max_steps=E['max_steps'], augment=dataset not in ('digits', 'mnist', 'cluttered_digits'), seed=derive_seed(seed, 'eval-train'),
                         progress=progress)
     info = dict(method=method, mode=mode, dataset=dataset, image_size=image_size, test_acc=100 * float(hist.iloc[-1]['test_acc']),
                 seconds=time.perf_counter() - t0, params=count_parameters(net), genotype=format_genotype(genotype))

@@ -80,6 +80,7 @@ class Level:
     maximize: bool = False
     data: Any = None                 # optional iterable of batches, cycled
     grad_clip: float | None = None
+    method: str | None = None        # this level's own hypergradient method; None: the problem's
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -94,6 +95,9 @@ class Level:
             raise ValueError(f"level {self.name!r}: weight_decay_unroll must be >= 0, got {self.weight_decay_unroll!r}")
         if self.grad_clip is not None and not float(self.grad_clip) > 0:
             raise ValueError(f"level {self.name!r}: grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        if self.method is not None and self.method not in METHODS:
+            raise ValueError(f"level {self.name!r}: unknown hypergradient method {self.method!r}; expected None (the problem's) "
+                             f"or one of {', '.join(METHODS)}")
         opt = self.optimizer
         if opt is not None and not isinstance(opt, torch.optim.Optimizer):
             if not callable(opt):
@@ -261,6 +265,7 @@ def _neumann_vjp(levels, j, ups, batches, v, xs, K):
 def _hypergrad(levels, i: int, batches, method: str, neumann_steps: int, fd_eps: float):
     "(list of gradients aligned with levels[i].named, loss value) — see the Markdown above for the semantics."
     tgt = list(levels[i].named.values())
+    method = levels[i].method or method                 # a level may override the problem's method
     if i == 0 or method == 'first_order':
         L = _eval(levels[i], _P(levels, {}, 0), batches[i])
         return [g.detach() for g in _grad(L, tgt)], L.detach()
@@ -356,7 +361,8 @@ class MLOProblem:
 
     def _need(self, idx: Sequence[int]) -> list[int]:
         if not idx: return []
-        return sorted(idx) if self.method == 'first_order' else list(range(max(idx) + 1))
+        full = [k for k in idx if (self.levels[k].method or self.method) != 'first_order']
+        return sorted(set(idx) | set(range(max(full) + 1))) if full else sorted(idx)
 
     def hypergradient(self, level, batches: Mapping | None = None) -> dict[str, Tensor]:
         "The (hyper)gradient of `level` (a name) with this problem's method; missing batches are drawn from `data`."

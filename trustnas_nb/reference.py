@@ -10,7 +10,8 @@ from __future__ import annotations
 
 # %% auto #0
 __all__ = ['TABLE_1_2', 'TABLE_1_7', 'TABLE_1_1', 'TABLE_1_3', 'TABLE_1_4', 'TABLE_1_5', 'TABLE_1_6', 'ANOVA_1', 'RUNTIME_1',
-           'DSRNA_CB_SHORT', 'REFERENCE', 'thesis_table']
+           'DSRNA_CB_SHORT', 'TABLE_4_1', 'TABLE_4_2', 'TABLE_4_3', 'TABLE_4_4', 'TABLE_4_5', 'TABLE_4_7', 'REFERENCE',
+           'thesis_table']
 
 # %% ../nbs/0a_reference.ipynb #1391ca12
 TABLE_1_2 = dict(
@@ -149,10 +150,231 @@ DSRNA_CB_SHORT = dict(
         ('DSRNA-CB', 64, True, 0.5, 97.37, 57.82, 65.94, 62.35),
     ])
 
+# %% ../nbs/0a_reference.ipynb #fff94727
+_SANAS_REFS = {'EC': 156, 'CDEP': 154, 'GMPGC': 145, 'darts2nd': 122, 'pcdarts': 196, 'prdarts': 213, 'pdarts': 29}
+_SANAS_COST_NOTE = ('⚠ the caption gives GPU-days on an Nvidia 1080Ti (L1611); supplement 001 gives search costs '
+                    'on a Tesla V100 (001 L228)')
+TABLE_4_1 = dict(
+    source='thesis Table 4.1 (seed 000, L1573-L1611)', dataset='CIFAR-100 / CIFAR-10', quantity='test error (%)',
+    key=('method', 'base', 'kind'),
+    columns=('method', 'base', 'kind', 'c100_error', 'c100_error_std', 'c10_error', 'c10_error_std', 'params_m',
+             'cost_gpu_days'),
+    rows=[
+        ('ResNet',         None, None, 22.10, None, 6.43, None, 1.7, None),
+        ('DenseNet',       None, None, 17.18, None, 3.46, None, 25.6, None),
+        ('PNAS',           None, None, 19.53, None, 3.41, 0.09, 3.2, 150),
+        ('ENAS',           None, None, 19.43, None, 2.89, None, 4.6, 0.5),
+        ('AmoebaNet',      None, None, 18.93, None, 2.55, 0.05, 3.1, 3150),
+        ('GDAS',           None, None, 18.38, None, 2.93, None, 3.4, 0.2),
+        ('R-DARTS',        None, None, 18.01, 0.26, 2.95, 0.21, None, 1.6),
+        ('DARTS⁻',         None, None, 17.51, 0.25, 2.59, 0.08, 3.3, 0.4),
+        ('AutoFormer',     None, None, 17.42, 0.17, 2.72, 0.09, 3.7, 2.8),
+        ('Sampling',       None, None, 17.30, 0.10, 2.75, 0.11, 3.8, 2.0),
+        ('DropNAS',        None, None, 16.95, 0.41, 2.58, 0.14, 4.4, 0.7),
+        ('DrNAS',          None, None, None, None, 2.54, 0.03, 4.0, 0.4),
+        ('ISTA-NAS',       None, None, None, None, 2.54, 0.05, 3.3, 0.1),
+        ('MiLeNAS',        None, None, None, None, 2.51, 0.11, 3.9, 0.3),
+        ('GAEA',           None, None, None, None, 2.50, 0.06, None, 0.1),
+        ('PDARTS-ADV',     None, None, None, None, 2.48, 0.02, 3.4, 1.1),
+        ('Darts2nd',       'darts2nd', 'plain', 20.58, 0.44, 2.76, 0.09, 3.1, 4.0),
+        ('EC-darts2nd',    'darts2nd', 'ec',    20.05, 0.31, 2.83, 0.12, 3.3, 5.7),
+        ('CDEP-darts2nd',  'darts2nd', 'cdep',  19.53, 0.46, 2.75, 0.05, 3.2, 5.3),
+        ('GMPGC-darts2nd', 'darts2nd', 'gmpgc', 19.08, 0.36, 2.81, 0.07, 3.2, 5.6),
+        ('Ours-darts2nd',  'darts2nd', 'sanas', 16.42, 0.09, 2.54, 0.05, 3.2, 4.6),
+        ('Pcdarts',        'pcdarts', 'plain',  17.96, 0.15, 2.57, 0.07, 3.9, 0.1),
+        ('EC-pcdarts',     'pcdarts', 'ec',     17.83, 0.28, 2.63, 0.11, 4.1, 0.9),
+        ('CDEP-pcdarts',   'pcdarts', 'cdep',   17.88, 0.13, 2.75, 0.08, 4.0, 1.1),
+        ('GMPGC-pcdarts',  'pcdarts', 'gmpgc',  17.73, 0.09, 2.64, 0.05, 4.0, 1.0),
+        ('Ours-pcdarts',   'pcdarts', 'sanas',  16.19, 0.04, 2.49, 0.03, 3.9, 0.8),
+        ('Prdarts',        'prdarts', 'plain',  16.48, 0.06, 2.37, 0.03, 3.4, 0.2),
+        ('EC-prdarts',     'prdarts', 'ec',     17.32, 0.14, 2.58, 0.08, 3.5, 1.1),
+        ('CDEP-prdarts',   'prdarts', 'cdep',   16.86, 0.07, 2.54, 0.05, 3.4, 1.3),
+        ('GMPGC-prdarts',  'prdarts', 'gmpgc',  16.37, 0.10, 2.46, 0.06, 3.6, 1.1),
+        ('Ours-prdarts',   'prdarts', 'sanas',  16.01, 0.03, 2.30, 0.04, 3.6, 0.8),
+        ('Pdarts',         'pdarts', 'plain',   17.52, 0.06, 2.54, 0.04, 3.6, 0.3),
+        ('EC-pdarts',      'pdarts', 'ec',      17.25, 0.11, 2.68, 0.07, 3.8, 1.3),
+        ('CDEP-pdarts',    'pdarts', 'cdep',    17.49, 0.08, 2.63, 0.10, 3.6, 0.9),
+        ('GMPGC-pdarts',   'pdarts', 'gmpgc',   17.33, 0.10, 2.59, 0.07, 3.7, 1.1),
+        ('Ours-pdarts',    'pdarts', 'sanas',   15.16, 0.09, 2.45, 0.03, 3.6, 1.1),
+    ],
+    refs={'ResNet': 78, 'DenseNet': 88, 'PNAS': 120, 'ENAS': 144, 'AmoebaNet': 148, 'GDAS': 52, 'R-DARTS': 207,
+          'DARTS⁻': 35, 'AutoFormer': 23, 'Sampling': 72, 'DropNAS': 81, 'DrNAS': 28, 'ISTA-NAS': 199, 'MiLeNAS': 76,
+          'GAEA': 114, 'PDARTS-ADV': 27, **_SANAS_REFS},
+    footnotes={
+        'cost': 'search cost in GPU-days on an Nvidia 1080Ti (caption L1611)',
+        '⚠ cost hardware': _SANAS_COST_NOTE,
+        '⚠ bold': 'Ours-pdarts C100 15.16 (L1609) is the best C100 error of the table but is not bold; bold marks the '
+                  'best of each block',
+        '⚠ prdarts': 'PR-DARTS blocks (L1600-L1604) although L1565 names only the DARTS, P-DARTS and PC-DARTS spaces',
+        '⚠ search cost claim': 'L1569 says the gains do not substantially increase search cost, but Ours-pdarts costs '
+                               '1.1 vs 0.3 (Pdarts) and Ours-pcdarts 0.8 vs 0.1 (Pcdarts) GPU-days',
+        '⚠ vs Table 1.2': 'plain baselines differ from Table 1.2: DARTS (2nd) error 2.74 / 3.3 M there vs 2.76 / 3.1 M '
+                          'here; P-DARTS 2.50 / 3.4 M vs 2.54 / 3.6 M; PC-DARTS 3.6 M vs 3.9 M; PNAS cost 255 vs 150',
+    },
+    marks=dict(bold=[(f'Ours-{b}', c) for b in ('darts2nd', 'pcdarts', 'prdarts') for c in ('c100_error', 'c10_error')]
+                    + [('Ours-pdarts', 'c10_error')]))
+
+# %% ../nbs/0a_reference.ipynb #06e20369
+TABLE_4_2 = dict(
+    source='thesis Table 4.2 (seed 000, L1613-L1648)', dataset='ImageNet (mobile setting)', quantity='test error (%)',
+    key=('method', 'base', 'kind'),
+    columns=('method', 'base', 'kind', 'top1', 'top5'),
+    rows=[
+        ('Inception-v1',           None, None, 30.2, 10.1),
+        ('MobileNet',              None, None, 29.4, 10.5),
+        ('ShuffleNet 2× (v2)',     None, None, 25.1, 7.6),
+        ('NASNet-A',               None, None, 26.0, 8.4),
+        ('PNAS',                   None, None, 25.8, 8.1),
+        ('MnasNet-92',             None, None, 25.2, 8.0),
+        ('AmoebaNet-C',            None, None, 24.3, 7.6),
+        ('PARSEC-CIFAR10',         None, None, 26.0, 8.4),
+        ('GDAS-CIFAR10',           None, None, 26.0, 8.5),
+        ('DSNAS-ImageNet',         None, None, 25.7, 8.1),
+        ('AutoFormer',             None, None, 25.3, 7.4),
+        ('Sampling',               None, None, 25.3, None),
+        ('SDARTS-ADV-CIFAR10',     None, None, 25.2, 7.8),
+        ('PC-DARTS-CIFAR10',       None, None, 25.1, 7.8),
+        ('ProxylessNAS-ImageNet',  None, None, 24.9, 7.5),
+        ('FairDARTS-ImageNet',     None, None, 24.4, 7.4),
+        ('PR-DARTS',               None, None, 24.1, 7.3),
+        ('DARTS⁻-ImageNet',        None, None, 23.8, 7.0),
+        ('Darts2nd-cifar10',       'darts2nd', 'plain', 26.7, 8.7),
+        ('EC-darts2nd-cifar10',    'darts2nd', 'ec',    26.4, 8.5),
+        ('CDEP-darts2nd-cifar10',  'darts2nd', 'cdep',  26.5, 8.5),
+        ('GMPGC-darts2nd-cifar10', 'darts2nd', 'gmpgc', 26.3, 8.2),
+        ('SANAS-darts2nd-cifar10', 'darts2nd', 'sanas', 24.8, 8.3),
+        ('Pdarts-cifar100',        'pdarts', 'plain',   24.7, 7.5),
+        ('EC-pdarts-cifar100',     'pdarts', 'ec',      24.5, 7.3),
+        ('CDEP-pdarts-cifar100',   'pdarts', 'cdep',    24.6, 7.4),
+        ('GMPGC-pdarts-cifar100',  'pdarts', 'gmpgc',   24.5, 7.4),
+        ('SANAS-pdarts-cifar100',  'pdarts', 'sanas',   23.8, 6.6),
+        ('Pcdarts-ImageNet',       'pcdarts', 'plain',  24.2, 7.3),
+        ('EC-pcdarts-ImageNet',    'pcdarts', 'ec',     24.0, 7.2),
+        ('CDEP-pcdarts-ImageNet',  'pcdarts', 'cdep',   23.9, 7.3),
+        ('GMPGC-pcdarts-ImageNet', 'pcdarts', 'gmpgc',  24.0, 7.3),
+        ('SANAS-pcdarts-ImageNet', 'pcdarts', 'sanas',  22.2, 6.1),
+    ],
+    searched_on={'darts2nd': 'CIFAR-10', 'pdarts': 'CIFAR-100', 'pcdarts': 'ImageNet'},
+    refs={'Inception-v1': 172, 'MobileNet': 86, 'ShuffleNet 2× (v2)': 130, 'NASNet-A': 219, 'PNAS': 120,
+          'MnasNet-92': 174, 'AmoebaNet-C': 148, 'PARSEC-CIFAR10': 18, 'GDAS-CIFAR10': 52, 'DSNAS-ImageNet': 87,
+          'AutoFormer': 23, 'Sampling': 72, 'SDARTS-ADV-CIFAR10': 27, 'PC-DARTS-CIFAR10': 196,
+          'ProxylessNAS-ImageNet': 16, 'FairDARTS-ImageNet': 36, 'PR-DARTS': 213, 'DARTS⁻-ImageNet': 35, **_SANAS_REFS},
+    # (method, column, thesis value, 001 value, where in 001)
+    supplement_001=[('SANAS-darts2nd-cifar10', 'top1', 24.8, 24.9, '001 L214'),
+                    ('SANAS-darts2nd-cifar10', 'top5', 8.3, 8.4, '001 L214'),
+                    ('SANAS-pdarts-cifar100', 'top5', 6.6, 6.7, '001 L218'),
+                    ('SANAS-pcdarts-ImageNet', 'top1', 22.2, 22.4, '001 L220'),
+                    ('SANAS-pcdarts-ImageNet', 'top5', 6.1, 6.2, '001 L220')],
+    footnotes={
+        'params/cost': 'not printed in the thesis; supplement 001 Table 3 (L188-L220) gives params, GPU-days and FLOPs',
+        '⚠ 001 Table 3': 'the three SANAS rows disagree with supplement 001 Table 3: SANAS-darts2nd-cifar10 24.8/8.3 '
+                         '(L1636) vs 24.9/8.4 (001 L214); SANAS-pdarts-cifar100 23.8/6.6 (L1641) vs 23.8/6.7 '
+                         '(001 L218); SANAS-pcdarts-ImageNet 22.2/6.1 (L1646) vs 22.4/6.2 (001 L220). '
+                         'The thesis values are kept here',
+        'bold': 'nothing is bold in this table',
+        '⚠ gmpgc top5': 'L1654 says SANAS is "consistently better" than the corresponding baselines, but '
+                        'GMPGC-darts2nd-cifar10 has top-5 8.2 (L1635) vs 8.3 for SANAS-darts2nd-cifar10 (L1636)',
+        '⚠ names': 'L1654 calls the rows "Ours-darts2nd-cifar10" etc.; the table prints "SANAS-... (ours)"',
+    },
+    marks=dict(bold=[]))
+
+# %% ../nbs/0a_reference.ipynb #4785b098
+TABLE_4_3 = dict(
+    source='thesis Table 4.3 (seed 000, L1668-L1678; caption only in the list of tables, L158)', dataset='ImageNet',
+    quantity='human rating of saliency maps (1-5, mean and std; 100 images, 3 raters)', key=('method', 'base', 'kind'),
+    columns=('method', 'base', 'kind', 'rating', 'rating_std'),
+    rows=[
+        ('Darts2nd',       'darts2nd', 'plain', 3.30, 0.24),
+        ('EC-darts2nd',    'darts2nd', 'ec',    3.42, 0.16),
+        ('CDEP-darts2nd',  'darts2nd', 'cdep',  3.58, 0.11),
+        ('GMPGC-darts2nd', 'darts2nd', 'gmpgc', 3.51, 0.12),
+        ('SANAS-darts2nd', 'darts2nd', 'sanas', 3.93, 0.06),
+        ('Pdarts',         'pdarts', 'plain',   3.26, 0.14),
+        ('EC-pdarts',      'pdarts', 'ec',      3.59, 0.21),
+        ('CDEP-pdarts',    'pdarts', 'cdep',    3.46, 0.19),
+        ('GMPGC-pdarts',   'pdarts', 'gmpgc',   3.50, 0.09),
+        ('SANAS-pdarts',   'pdarts', 'sanas',   4.07, 0.11),
+    ],
+    refs={'EC': 156, 'CDEP': 154, 'GMPGC': 145},
+    footnotes={'kappa': 'inter-annotator Kappa 0.71 (L1680)',
+               '⚠ significance': 'the significance test of L1662 is said to be in the supplements; 001 has none for '
+                                 'the ratings (its App. K, L317-L365, covers CIFAR errors only)',
+               '⚠ caption': 'no caption in the body; "Human evaluation of saliency." only in the list of tables (L158)'},
+    marks=dict(bold=[('SANAS-darts2nd', 'rating'), ('SANAS-pdarts', 'rating')]))
+
+# %% ../nbs/0a_reference.ipynb #c7880a67
+TABLE_4_4 = dict(
+    source='thesis Table 4.4 (seed 000, L1695-L1703)', dataset='CIFAR-100 / CIFAR-10', quantity='test error (%)',
+    columns=('reweighting', 'c100_darts', 'c100_darts_std', 'c100_pdarts', 'c100_pdarts_std',
+             'c10_darts', 'c10_darts_std', 'c10_pdarts', 'c10_pdarts_std'),
+    rows=[
+        ('Product',     16.4, 0.09, 15.2, 0.09, 2.54, 0.05, 2.45, 0.03),
+        ('Addition',    20.3, 0.27, 17.7, 0.03, 2.71, 0.11, 2.53, 0.06),
+        ('Absolute',    16.8, 0.11, 15.4, 0.12, 2.55, 0.08, 2.48, 0.07),
+        ('Concatenate', 17.9, 0.11, 16.4, 0.06, 2.74, 0.07, 2.61, 0.08),
+        ('No reweight', 20.6, 0.44, 17.5, 0.06, 2.76, 0.09, 2.54, 0.04),
+    ],
+    footnotes={
+        '⚠ header': 'the header (L1695-L1696) is garbled ("CIFA R-100 CIFAR-10" / "Ours+darts Ours+darts Ours+pdarts '
+                    'Ours+pdarts"); the columns are read as C100-darts, C100-pdarts, C10-darts, C10-pdarts because '
+                    'Product = AA+darts / AA+pdarts of Table 4.5 (16.42, 15.16, 2.54, 2.45) and No reweight = plain '
+                    'Darts2nd / Pdarts of Table 4.1 (20.58, 17.52, 2.76, 2.54), with the same stds',
+        '⚠ bold': 'Product C100-pdarts 15.2 is the best of its column but not bold (L1697)',
+        '⚠ no reweight': 'No reweight equals the vanilla Darts2nd / Pdarts numbers of Table 4.1 exactly',
+        '⚠ addition': 'L1705 says reweighting beats no reweighting, but Addition C100-pdarts 17.7 > No reweight 17.5',
+        'darts': '"darts" is DARTS-2nd (L1694)',
+    },
+    marks=dict(bold=[('Product', 'c100_darts'), ('Product', 'c10_darts'), ('Product', 'c10_pdarts')]))
+
+# %% ../nbs/0a_reference.ipynb #6b148cc2
+TABLE_4_5 = dict(
+    source='thesis Table 4.5 (seed 000, L1714-L1724)', dataset='CIFAR-100 / CIFAR-10', quantity='test error (%)',
+    key=('method', 'base', 'saliency'),
+    columns=('method', 'base', 'saliency', 'c100_error', 'c100_error_std', 'c10_error', 'c10_error_std'),
+    rows=[
+        ('Darts',     'darts2nd', 'none', 20.58, 0.44, 2.76, 0.09),
+        ('IG+darts',  'darts2nd', 'ig',   16.92, 0.08, 2.62, 0.06),
+        ('SG+darts',  'darts2nd', 'sg',   17.05, 0.11, 2.59, 0.03),
+        ('AA+darts',  'darts2nd', 'aa',   16.42, 0.09, 2.54, 0.05),
+        ('Pdarts',    'pdarts',   'none', 17.52, 0.06, 2.54, 0.04),
+        ('IG+pdarts', 'pdarts',   'ig',   15.83, 0.08, 2.47, 0.03),
+        ('SG+pdarts', 'pdarts',   'sg',   15.81, 0.05, 2.48, 0.04),
+        ('AA+pdarts', 'pdarts',   'aa',   15.16, 0.09, 2.45, 0.03),
+    ],
+    refs={'Darts': 122, 'Pdarts': 29, 'IG': 171, 'SG': 166},
+    footnotes={
+        'darts': '"Darts" is DARTS-2nd (same numbers as Darts2nd in Table 4.1; L1707 says Darts2nd and Pdarts)',
+        'aa': 'AA (adversarial-attack saliency) is SANAS: AA+darts = Ours-darts2nd, AA+pdarts = Ours-pdarts (Table 4.1)',
+        '⚠ bold': 'AA+pdarts C100 15.16 is the best of its block but not bold (L1722); it is bold in Table 4.7 (L1766)',
+    },
+    marks=dict(bold=[('AA+darts', 'c100_error'), ('AA+darts', 'c10_error'), ('AA+pdarts', 'c10_error')]))
+
+# %% ../nbs/0a_reference.ipynb #4f85949c
+TABLE_4_7 = dict(
+    source='thesis Table 4.7 (seed 000, L1760-L1768)', dataset='CIFAR-100 / CIFAR-10', quantity='test error (%)',
+    key=('method', 'base', 'variant'),
+    columns=('method', 'base', 'variant', 'c100_error', 'c100_error_std', 'c10_error', 'c10_error_std'),
+    rows=[
+        ('Separate+darts',  'darts2nd', 'separate', 18.05, 0.27, 2.68, 0.06),
+        ('MTL+darts',       'darts2nd', 'mtl',      18.26, 0.12, 2.70, 0.05),
+        ('Ours+darts',      'darts2nd', 'end2end',  16.42, 0.09, 2.54, 0.05),
+        ('Separate+pdarts', 'pdarts',   'separate', 16.49, 0.07, 2.51, 0.03),
+        ('MTL+pdarts',      'pdarts',   'mtl',      16.83, 0.10, 2.52, 0.04),
+        ('Ours+pdarts',     'pdarts',   'end2end',  15.16, 0.09, 2.45, 0.03),
+    ],
+    footnotes={
+        'mtl': 'MTL: stages I-III by a weighted sum of their objectives with weights 1, 0.5, 1 (L1712, L1726)',
+        'ours': 'Ours = end-to-end SANAS; equal to Ours-darts2nd / Ours-pdarts of Table 4.1',
+        '⚠ bold': 'Ours+pdarts C100 15.16 is bold here (L1766) but not in Tables 4.1 (L1609) and 4.5 (L1722)',
+    },
+    marks=dict(bold=[(m, c) for m in ('Ours+darts', 'Ours+pdarts') for c in ('c100_error', 'c10_error')]))
+
 # %% ../nbs/0a_reference.ipynb #2cb5ba64
 REFERENCE = {'table1_1': TABLE_1_1, 'table1_2': TABLE_1_2, 'table1_3': TABLE_1_3, 'table1_4': TABLE_1_4,
              'table1_5': TABLE_1_5, 'table1_6': TABLE_1_6, 'table1_7': TABLE_1_7, 'anova1': ANOVA_1,
-             'runtime1': RUNTIME_1, 'dsrna_cb_short': DSRNA_CB_SHORT}
+             'runtime1': RUNTIME_1, 'dsrna_cb_short': DSRNA_CB_SHORT,
+             'table4_1': TABLE_4_1, 'table4_2': TABLE_4_2, 'table4_3': TABLE_4_3, 'table4_4': TABLE_4_4,
+             'table4_5': TABLE_4_5, 'table4_7': TABLE_4_7}
 
 def thesis_table(name: str, prefix: str = 'thesis_'):
     "The thesis table `name` as a DataFrame; every column but the key (the table's `key`, else its first column) is prefixed with `prefix`."

@@ -8,15 +8,15 @@ Docs: https://trustnas.github.io/trustnas-nb/reproduce.html.md"""
 # %% ../nbs/03_reproduce.ipynb #d09f5986
 from __future__ import annotations
 import argparse, fnmatch, hashlib, json, os, re, sys, tempfile, time, traceback
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, FIRST_COMPLETED, wait
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from .core import SCALES, SettingsError, load_settings, atomic_write, git_commit, _check_scale, df_to_markdown
 from .claims import VERDICTS, read_claims
 
 # %% auto #0
-__all__ = ['repo_root', 'discover', 'package_hash', 'notebook_hash', 'has_parameters_cell', 'experiment_dir', 'is_complete',
-           'RunResult', 'run_notebook', 'reproduce', 'write_report', 'main']
+__all__ = ['NEEDS', 'repo_root', 'discover', 'package_hash', 'notebook_hash', 'has_parameters_cell', 'experiment_dir',
+           'is_complete', 'RunResult', 'run_notebook', 'reproduce', 'write_report', 'main']
 
 # %% ../nbs/03_reproduce.ipynb #8bcc6690
 def repo_root() -> Path:
@@ -136,6 +136,16 @@ def run_notebook(nb: Path, outdir: Path, params: dict, progress: bool = True, ti
     return RunResult(nb.stem, 'ran' if status == 'ok' else 'failed', run['seconds'], reason, str(outdir))
 
 # %% ../nbs/03_reproduce.ipynb #c2ef7e02
+# Experiment notebooks that reuse the memoized searches and retrainings of another (`outputs/<scale>/_cache`): with
+# --jobs > 1 they start only after it has finished (when it runs in the same batch), so that nothing is computed twice.
+NEEDS = {'table1_2_darts_family': ('table1_1_robust_cifar',), 'table1_3_transfer': ('table1_1_robust_cifar',),
+         'table4_2_sanas_transfer': ('table4_1_sanas_images',), 'table4_4_sanas_ablations': ('table4_1_sanas_images',)}
+
+def _last_seconds(outdir: Path) -> float:
+    "How long the last run into `outdir` took (`run.json`), 0 when there is none."
+    try: return float(json.loads((Path(outdir)/'run.json').read_text()).get('seconds') or 0)
+    except (OSError, ValueError, TypeError, AttributeError): return 0.0
+
 def reproduce(scale: str | None = None, only: str | None = None, jobs: int = 1, force: bool = False,
               outputs_dir: str | Path | None = None, nbs_dir: str | Path | None = None, seed: int | None = None,
               device: str | None = None, threads: int | None = None, progress: bool = True,
@@ -153,6 +163,7 @@ def reproduce(scale: str | None = None, only: str | None = None, jobs: int = 1, 
         done, why = is_complete(out, nb, params)
         if done and not force: results.append(RunResult(nb.stem, 'skipped', 0.0, 'complete', str(out)))
         else: todo.append((nb, out, params, why))
+    if jobs > 1: todo.sort(key=lambda it: -_last_seconds(it[1]))   # longest first (as last measured), so the jobs end together
     bar = tqdm(total=len(todo), desc=f'reproduce[{st.scale}]', unit='nb', disable=not progress or not todo)
     def _one(item):
         nb, out, params, why = item
@@ -162,10 +173,17 @@ def reproduce(scale: str | None = None, only: str | None = None, jobs: int = 1, 
             for item in todo:
                 bar.set_postfix_str(item[0].stem); results.append(_one(item)); bar.update()
         else:
+            pending, running = list(todo), {}
             with ThreadPoolExecutor(max_workers=jobs) as ex:
-                futs = {ex.submit(_one, it): it for it in todo}
-                for f in as_completed(futs):
-                    results.append(f.result()); bar.update(); bar.set_postfix_str(futs[f][0].stem)
+                while pending or running:
+                    waiting = {it[0].stem for it in pending} | {it[0].stem for it in running.values()}
+                    for it in [it for it in pending if not set(NEEDS.get(it[0].stem, ())) & waiting][:jobs - len(running)]:
+                        pending.remove(it); running[ex.submit(_one, it)] = it
+                    if not running:             # only blocked notebooks left (a cycle in NEEDS): run them anyway
+                        it = pending.pop(0); running[ex.submit(_one, it)] = it
+                    done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for f in done:
+                        it = running.pop(f); results.append(f.result()); bar.update(); bar.set_postfix_str(it[0].stem)
     finally:
         bar.close()
         write_report(st.outputs_dir)

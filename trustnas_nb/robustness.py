@@ -30,7 +30,7 @@ BUDGETS: dict[str, dict[str, float]] = {
     'imagenet': dict(linf=2 / 255, pgd_step=2 / 255, fgsm=2 / 255, l2=1.0),
     'mnist':    dict(linf=0.3,     pgd_step=2 / 255, fgsm=2 / 255, l2=1.0),
 }
-STAND_INS = {'objects10': 'cifar10', 'digits': 'mnist'}     # embedded stand-in -> the dataset whose budgets it uses
+STAND_INS = {'objects10': 'cifar10', 'digits': 'mnist', 'cluttered_digits': 'mnist'}   # embedded stand-in -> whose budgets it uses
 
 def budget(dataset: str) -> dict[str, float]:
     "The attack budgets (a copy) for `dataset`: 'cifar10', 'imagenet', 'mnist' or a stand-in ('objects10', 'digits')."

@@ -21,8 +21,9 @@ from .genotypes import Genotype, format_genotype, derive_genotype, validate_geno
 from .mlo import Level, MLOProblem
 
 # %% auto #0
-__all__ = ['METHODS', 'Method', 'get_method', 'make_loader', 'search_data', 'dominant_eigenvalue', 'SearchResult', 'run_search',
-           'random_genotype', 'random_search', 'paper_params', 'evaluate_genotype']
+__all__ = ['METHODS', 'CH4_BASES', 'CH4_KINDS', 'Method', 'get_method', 'evidence_masks', 'make_loader', 'search_data',
+           'dominant_eigenvalue', 'SearchResult', 'run_search', 'random_genotype', 'random_search', 'paper_params',
+           'evaluate_genotype']
 
 # %% ../nbs/09_search.ipynb #28c7d0ea
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Method:
     random: bool = False              # random-search baseline
     robust: str | None = None         # DSRNA: robustness metric in the α objective, 'cb' | 'jacobian' | 'combined'
     one_shot_adv: bool = False        # RobNet-style: adversarially trained one-shot supernet, sampled architectures
+    saliency: str | None = None       # ch.4: 'sanas' (four-level chain) | 'ec' | 'cdep' | 'gmpgc' (explanation penalty on w)
 
 METHODS: dict[str, Method] = {m.name: m for m in [
     Method('darts_1st', 'DARTS (1st)', 'first_order'),
@@ -59,6 +61,11 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method('dsrna_combined', 'DSRNA-Combined', 'first_order', partial_channels=True, robust='combined'),
 ]}
 METHODS['darts'] = replace(METHODS['darts_2nd'], name='darts', label='DARTS')
+CH4_BASES = {'darts2nd': 'darts_2nd', 'pcdarts': 'pcdarts', 'pdarts': 'pdarts', 'prdarts': 'prdarts'}   # Table 4.1's blocks
+CH4_KINDS = {'sanas': 'SANAS', 'ec': 'EC', 'cdep': 'CDEP', 'gmpgc': 'GMPGC'}
+for _short, _base in CH4_BASES.items():          # e.g. 'sanas_darts2nd' = second-order DARTS with the SANAS chain
+    for _kind, _lab in CH4_KINDS.items():
+        METHODS[f'{_kind}_{_short}'] = replace(METHODS[_base], name=f'{_kind}_{_short}', label=f'{_lab}-{_short}', saliency=_kind)
 
 def get_method(name: str | Method) -> Method:
     if isinstance(name, Method): return name
@@ -66,14 +73,14 @@ def get_method(name: str | Method) -> Method:
     return METHODS[name]
 
 # %% ../nbs/09_search.ipynb #f04dddb9
-_EMBEDDED = ('digits', 'objects10')
+_EMBEDDED = ('digits', 'objects10', 'cluttered_digits')
 _NORMALIZE = {'cifar10': ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
               'cifar100': ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))}
 
 def _tensors(name, split, seed, image_size, n):
     if name in _EMBEDDED:                               # embedded stand-ins: digits (MNIST), objects10 (CIFAR-10)
         from trustnas_nb.datasets import get_dataset
-        ds = get_dataset(name, split, seed=seed, image_size=image_size)
+        ds = get_dataset(name, split, seed=seed, **_embedded_size(name, image_size))
         return ds.x[:n], ds.y[:n], ds.num_classes, ds.x.shape[1]
     from trustnas_nb.loaders import get_real_dataset
     real_split = 'test' if split == 'test' else 'train'
@@ -91,18 +98,30 @@ def _tensors(name, split, seed, image_size, n):
         x = (x - mean) / std
     return x, y, len(getattr(ds, 'classes', [])) or int(y.max()) + 1, x.shape[1]
 
-def make_loader(x, y, batch_size, seed, shuffle=True, drop_last=False):
-    "A DataLoader over in-memory tensors with a seeded shuffle."
+def _embedded_size(name, image_size):
+    "The size arguments of an embedded dataset: cluttered digits scale canvas, digit and fragments together."
+    if name != 'cluttered_digits': return dict(image_size=image_size)
+    return dict(canvas_size=image_size, digit_size=max(4, round(image_size * 12 / 32)), fragment_size=max(1, round(image_size * 6 / 32)))
+
+def evidence_masks(name, split, seed, image_size, n):
+    "The ground-truth evidence masks (N, 1, H, W) of an embedded dataset that has them (cluttered digits, objects10), else None."
+    if name not in ('cluttered_digits', 'objects10'): return None
+    from trustnas_nb.datasets import get_dataset
+    return get_dataset(name, split, seed=seed, **_embedded_size(name, image_size)).mask[:n]
+
+def make_loader(x, y, batch_size, seed, shuffle=True, drop_last=False, with_index=False):
+    "A DataLoader over in-memory tensors with a seeded shuffle (`with_index`: batches are (x, y, positions))."
     g = torch.Generator().manual_seed(int(seed))
-    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle,
+    ts = (x, y, torch.arange(len(x))) if with_index else (x, y)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*ts), batch_size=batch_size, shuffle=shuffle,
                                        generator=g, drop_last=drop_last)
 
-def search_data(P: Mapping, seed: int, batch_size: int | None = None):
+def search_data(P: Mapping, seed: int, batch_size: int | None = None, with_index: bool = False):
     "(train_loader, val_loader, num_classes, in_channels) for the search halves described by preset `P`."
     bs = batch_size or P['batch_size']
     xt, yt, nc, ch = _tensors(P['dataset'], 'search_train', seed, P['image_size'], P['n_train'])
     xv, yv, _, _ = _tensors(P['dataset'], 'search_val', seed, P['image_size'], P['n_val'])
-    return (make_loader(xt, yt, bs, derive_seed(seed, 'w'), drop_last=True),
+    return (make_loader(xt, yt, bs, derive_seed(seed, 'w'), drop_last=True, with_index=with_index),
             make_loader(xv, yv, bs, derive_seed(seed, 'a'), drop_last=True), nc, ch)
 
 # %% ../nbs/09_search.ipynb #55e65b1f
@@ -161,22 +180,40 @@ def _weights_snapshot(net) -> dict:
 def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, layers: int, epochs: int, seed: int, dev,
                   progress: bool, log: list, skip_dropout: float = 0.0, epoch_offset: int = 0, warmup: int = 0,
                   stage: int = 0, track_eigenvalue: bool = False, batch_size: int | None = None, w_lr: float | None = None,
-                  a_lr: float | None = None, pc_k: int = 1, a_wd: float | None = None, robust: Mapping | None = None):
+                  a_lr: float | None = None, pc_k: int = 1, a_wd: float | None = None, robust: Mapping | None = None,
+                  sanas: Mapping | None = None, explanation: Mapping | None = None):
     "One search run on a fixed space and depth; returns the supernet. Appends per-epoch rows to `log`."
     from tqdm.auto import tqdm
     from trustnas_nb.supernet import (build_supernet, perturb_alpha_random, perturb_alpha_adv, sdarts_epsilon,
                                       hc_temperature, pdarts_skip_dropout)
-    train_dl, val_dl, nc, ch = search_data(P, seed, batch_size)
-    net = build_supernet(space, C=P['C'], num_classes=nc, layers=layers, in_channels=ch, pc_k=pc_k,
-                         edge_norm=method.partial_channels, gates=method.gates, skip_dropout=skip_dropout).to(dev)
+    train_dl, val_dl, nc, ch = search_data(P, seed, batch_size, with_index=method.saliency is not None)
+    build = lambda in_ch: build_supernet(space, C=P['C'], num_classes=nc, layers=layers, in_channels=in_ch, pc_k=pc_k,
+                                         edge_norm=method.partial_channels, gates=method.gates, skip_dropout=skip_dropout).to(dev)
+    net = build(ch)
+    if method.saliency in ('ec', 'cdep', 'gmpgc'):    # GMPGC: global max pooling in place of global average pooling
+        from trustnas_nb.explanation_reg import prepare_model
+        prepare_model(method.saliency, net)
     wd = P['w_wd'] * (M['rdarts_l2']['wd_factor'] if method.wd_factor else 1.0)
     w_opt = torch.optim.SGD(net.weights(), lr=w_lr or P['w_lr'], momentum=P['w_momentum'], weight_decay=wd)
     a_opt = torch.optim.Adam(net.arch_parameters(), lr=a_lr or P['a_lr'], betas=(0.5, 0.999),
                              weight_decay=P['a_wd'] if a_wd is None else a_wd)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, float(epochs), eta_min=min(0.001, w_lr or P['w_lr']))  # DARTS: lr_min 0.001
+    xp = None
+    if method.saliency in ('ec', 'cdep', 'gmpgc'):    # ch.4 baselines: an explanation penalty in the weights' loss
+        from trustnas_nb.explanation_reg import explanation_penalty
+        xp = dict(explanation or {})
+        # CDEP's "pretrained semantic segmentation models" (L1571): the dataset's ground-truth evidence masks stand in;
+        # EC derives its mask from gradient magnitude and GMPGC from Grad-CAM, as L1571 says, so they get none
+        masks = evidence_masks(P['dataset'], 'search_train', seed, P['image_size'], P['n_train']) if method.saliency == 'cdep' else None
+        masks = masks.to(dev) if masks is not None else None
     def w_loss(Pm, batch):
-        x, y = batch
-        return F.cross_entropy(torch.func.functional_call(net, {**Pm['w'], **Pm.get('alpha', {})}, (x,), strict=False), y)
+        x, y = batch[0], batch[1]
+        params = {**Pm['w'], **Pm.get('alpha', {})}
+        loss = F.cross_entropy(torch.func.functional_call(net, params, (x,), strict=False), y)
+        if xp is not None:
+            loss = loss + explanation_penalty(method.saliency, net, x, y, params=params,
+                                              mask=masks[batch[2]] if masks is not None else None, **xp)
+        return loss
     lam = M['prdarts']['lambdas']
     term = None
     if method.robust:                                   # DSRNA: upper objective L_val − γ·R (eq. 1.16)
@@ -204,6 +241,19 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
     def after(prob, name):
         if state['ctx'] is not None: state['ctx'].__exit__(None, None, None); state['ctx'] = None
     full = MLOProblem([w_level, a_level], method=method.hypergradient, before_update=before, after_update=after)
+    chain = None
+    if method.saliency == 'sanas':                      # ch.4: the four-level chain of eq. 4.5 replaces the two levels
+        from trustnas_nb.sanas import SanasChain
+        from trustnas_nb.saliency import reweighted_channels
+        torch.manual_seed(derive_seed(seed, 'sanas-w2'))           # W2: same shape as W1, different values (L1494)
+        net2 = build(reweighted_channels(ch, sanas['reweighting']))
+        w2_opt = torch.optim.SGD(net2.weights(), lr=w_lr or P['w_lr'], momentum=P['w_momentum'], weight_decay=wd)
+        sched2 = torch.optim.lr_scheduler.CosineAnnealingLR(w2_opt, float(epochs), eta_min=min(0.001, w_lr or P['w_lr']))
+        xt = train_dl.dataset.tensors[0]
+        chain = SanasChain(net, net2, w_opt, w2_opt, a_opt, sanas, len(xt), (train_dl.batch_size, *xt.shape[1:]),
+                           hypergradient=method.hypergradient, weight_decay=wd, grad_clip=5.0,
+                           extra_alpha_loss=(lambda: net.pr_regularizer(*lam)) if method.gates == 'hard_concrete' else None,
+                           seed=seed, device=dev)
     warm = MLOProblem([w_level], method='first_order', before_update=before, after_update=after)
     eps0, eps1 = M['sdarts']['eps']
     tau0, tau1 = M['prdarts']['tau']
@@ -216,25 +266,33 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
     for ep in bar:
         t0 = time.perf_counter()
         state['eps'] = sdarts_epsilon(ep, epochs, eps_max=eps1, eps_min=eps0)
-        if method.gates == 'hard_concrete': net.set_temperature(hc_temperature(ep, epochs, tau0, tau1))
-        if skip_dropout > 0: net.set_skip_dropout(pdarts_skip_dropout(skip_dropout, ep, epochs, warmup))
+        for nt in ([net] if chain is None else [net, chain.net2]):
+            if method.gates == 'hard_concrete': nt.set_temperature(hc_temperature(ep, epochs, tau0, tau1))
+            if skip_dropout > 0: nt.set_skip_dropout(pdarts_skip_dropout(skip_dropout, ep, epochs, warmup))
+            nt.train()
         prob = warm if ep < warmup else full
-        net.train(); tl, n, step_s = 0.0, 0, []
+        tl, n, step_s = 0.0, 0, []
         for step, (bt, bv) in enumerate(zip(train_dl, val_dl)):
             if P['max_steps'] is not None and step >= P['max_steps']: break
-            bt = (bt[0].to(dev), bt[1].to(dev)); bv = (bv[0].to(dev), bv[1].to(dev))
-            state['batch'] = bt
+            bt = tuple(t.to(dev) for t in bt); bv = (bv[0].to(dev), bv[1].to(dev))
+            state['batch'] = bt[:2]
             ts = time.perf_counter()
-            info = prob.step({'w': bt} if prob is warm else {'w': bt, 'alpha': bv})
+            if chain is not None:
+                info = chain.step(bt, bv, warm=prob is warm)
+                wl = info['loss'].get('w1', info['loss'].get('lower', float('nan')))
+            else:
+                info = prob.step({'w': bt} if prob is warm else {'w': bt, 'alpha': bv}); wl = info['loss']['w']
             step_s.append(time.perf_counter() - ts)
             if term is not None and prob is full: term.adapt()
-            tl += float(info['loss']['w']); n += 1
+            tl += float(wl); n += 1
         sched.step()
+        if chain is not None: sched2.step()
         vl, va = _accuracy(net, val_dl, dev, max_batches=P['max_steps'])
         row = dict(stage=stage, epoch=epoch_offset + ep + 1, layers=layers, train_loss=tl / max(n, 1), val_loss=vl, val_acc=va,
                    lr=w_opt.param_groups[0]['lr'], seconds=time.perf_counter() - t0, genotype=format_genotype(net.genotype()),
                    alphas=_weights_snapshot(net), warmup=ep < warmup, step_seconds=step_s)
         if term is not None: row.update(term.summary())
+        if chain is not None: row.update(chain.summary())
         if probe is not None:
             ap = net.arch_parameters()
             row['hessian_eig'] = dominant_eigenvalue(lambda: F.cross_entropy(net(probe[0]), probe[1]), ap,
@@ -268,13 +326,24 @@ def _dsrna_settings(m: Method, scale: str, P: Mapping, seed: int, robust: Mappin
                 pc_k=preset(scale, 'pcdarts')['pc_k'],
                 robust=dict(dataset=P['dataset'], seed=derive_seed(seed, 'dsrna'), **fields))
 
+def _explanation_settings(kind: str, scale: str, overrides: Mapping | None) -> dict:
+    "The options of a ch.4 baseline's explanation penalty: the method's defaults, the 'explanation' preset, `overrides`."
+    from trustnas_nb.explanation_reg import EXPLANATION_METHODS
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ValueError(f"explanation must be a dict of {kind!r} penalty options, got {overrides!r}")
+    opts = {**EXPLANATION_METHODS[kind], **preset(scale, 'explanation').get(kind, {}), **(overrides or {})}
+    bad = sorted(set(opts) - set(EXPLANATION_METHODS[kind]))
+    if bad: raise ValueError(f"unknown {kind!r} option(s) {bad}; expected some of {sorted(EXPLANATION_METHODS[kind])}")
+    return opts
+
 
 # %% ../nbs/09_search.ipynb #557066fe
 def run_search(method: str | Method = 'darts_2nd', space: str | SearchSpace = 'darts', scale: str = 'ci', seed: int = 0,
                device: str = 'cpu', progress: bool = True, track_eigenvalue: bool = False, robust: Mapping | None = None,
-               **overrides) -> SearchResult:
+               sanas: Mapping | None = None, explanation: Mapping | None = None, **overrides) -> SearchResult:
     """Search with `method` in `space` at `scale` (presets from `trustnas_nb.core`; `overrides` change 'search' fields,
-    `robust` the 'dsrna' fields of the DSRNA methods, e.g. `robust=dict(gamma=0.1)`)."""
+    `robust` the 'dsrna' fields of the DSRNA methods, e.g. `robust=dict(gamma=0.1)`, `sanas` the 'sanas' fields of
+    the SANAS methods, e.g. `sanas=dict(reweighting='add')`, `explanation` the options of the EC/CDEP/GMPGC penalty)."""
     from trustnas_nb.supernet import pdarts_prune
     m = get_method(method)
     if m.random: return random_search(space, scale=scale, seed=seed, device=device, progress=progress, **overrides)
@@ -295,6 +364,12 @@ def run_search(method: str | Method = 'darts_2nd', space: str | SearchSpace = 'd
         kw.update(batch_size=M['prdarts']['batch_size'])
     if m.robust: kw.update(_dsrna_settings(m, scale, P, seed, robust))
     elif robust: raise ValueError(f"robust= applies to the DSRNA methods only, not to {m.name!r}")
+    if m.saliency == 'sanas':
+        from trustnas_nb.sanas import sanas_settings
+        kw['sanas'] = sanas_settings(scale, sanas)      # optimizers: those of the base method (L1565: "the rest … follow")
+    elif sanas: raise ValueError(f"sanas= applies to the SANAS methods only, not to {m.name!r}")
+    if m.saliency in ('ec', 'cdep', 'gmpgc'): kw['explanation'] = _explanation_settings(m.saliency, scale, explanation)
+    elif explanation: raise ValueError(f"explanation= applies to the EC/CDEP/GMPGC methods only, not to {m.name!r}")
     if m.progressive:
         pd_ = M['pdarts']; off = 0
         for s, layers in enumerate(pd_['stage_layers']):
