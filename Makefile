@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: reproduce test pytest nbtest nb venv dev bench bench-bounds bench-dsrna clean-outputs
+.PHONY: reproduce test pytest nbtest nb venv dev bench bench-bounds bench-dsrna bench-sanas clean-outputs
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,7 +59,11 @@ bench-bounds: $(VENV)/.base-installed
 
 # DSRNA: one search iteration of DSRNA-Jacobian/CB/Combined against second-order DARTS (run alone)
 bench-dsrna: $(VENV)/.base-installed
-	$(PY) benchmarks/bench_dsrna.py
+	$(PY) benchmarks/bench_iteration.py --suite dsrna
+
+# SANAS: one search iteration amortized over its update schedule against second-order DARTS (run alone)
+bench-sanas: $(VENV)/.base-installed
+	$(PY) benchmarks/bench_iteration.py --suite sanas
 
 clean-outputs:
 	rm -rf outputs/ci outputs/cpu outputs/paper outputs/REPORT.md

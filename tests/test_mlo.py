@@ -369,3 +369,13 @@ def test_per_level_method_override():
     assert counts[0] > 1 and counts[2] >= 1      # L3's hypergradient unrolls L0..L2
     with pytest.raises(ValueError, match="unknown hypergradient method 'newton'"):
         Level('x', {'t': torch.zeros(2, requires_grad=True)}, lambda P, b: P['x']['t'].sum(), method='newton')
+
+
+def test_explicit_update_order():
+    "order may list the levels: e.g. the top first (its hypergradient at the start of the step), then bottom-up."
+    ch = chain(4)
+    seen = []
+    prob = MLOProblem(ch, method='first_order', order=('L3', 'L0', 'L1', 'L2'), before_update=lambda p, n: seen.append(n))
+    assert prob.step()['updated'] == ['L3', 'L0', 'L1', 'L2'] and seen == ['L3', 'L0', 'L1', 'L2']
+    with pytest.raises(ValueError, match='must name every level exactly once'):
+        MLOProblem(ch, order=('L3', 'L0'))

@@ -54,7 +54,7 @@ def test_warmup_keeps_one_schedule_and_leaves_alpha_alone():
     ups = [chain.step(tr, va, warm=True)['updated'] for _ in range(5)]
     assert all('alpha' not in u for u in ups) and ups[3] == ['w1', 'delta', 'w2']
     assert all(torch.equal(A0[k], v) for k, v in chain.net.named_arch_parameters())
-    assert chain.step(tr, va)['updated'] == ['w1', 'alpha']          # step 5: A is due, δ/W2 are not
+    assert chain.step(tr, va)['updated'] == ['alpha', 'w1']          # step 5: A is due (first), δ/W2 are not
 
 
 def test_delta_ascends_its_loss_and_stays_in_the_ball():
@@ -123,7 +123,8 @@ def test_methods_of_table_4_1_exist():
         for kind in ('sanas', 'ec', 'cdep', 'gmpgc'):
             m = get_method(f'{kind}_{base}')
             assert m.saliency == kind
-    assert get_method('sanas_darts2nd').hypergradient == 'finite_difference'
+    for base in ('darts2nd', 'pcdarts', 'pdarts', 'prdarts'):       # the chain's hypergradient on every base (L1956)
+        assert get_method(f'sanas_{base}').hypergradient == 'finite_difference'
     assert get_method('sanas_pcdarts').partial_channels and get_method('sanas_pdarts').progressive
     assert get_method('sanas_prdarts').gates == 'hard_concrete'
 

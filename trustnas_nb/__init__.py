@@ -62,8 +62,13 @@ _LAZY = {
     'ATTACKS': 'robustness', 'BUDGETS': 'robustness', 'make_attack': 'robustness', 'robust_accuracy': 'robustness',
     'pgd_curve': 'robustness', 'jacobian_regularizer': 'robustness', 'pgd_adversary': 'robustness',
     'train_robust': 'robustness', 'mean_certified_bound': 'robustness', 'Normalized': 'robustness',
+    # chapter 4: SANAS, saliency, the explanation-regularized baselines
+    'SanasChain': 'sanas', 'sanas_settings': 'sanas', 'DeltaTable': 'sanas', 'SignAscent': 'sanas',
+    'reweight': 'saliency', 'saliency_map': 'saliency', 'localisation': 'saliency', 'randomisation_check': 'saliency',
+    'show_saliency': 'saliency', 'REWEIGHTINGS': 'saliency', 'SALIENCY_METHODS': 'saliency',
+    'explanation_penalty': 'explanation_reg', 'contextual_decomposition': 'explanation_reg', 'grad_cam': 'explanation_reg',
 }
-_MODULES = ('core', 'datasets', 'loaders', 'reproduce', 'ops', 'genotypes', 'supernet', 'evalnet', 'mlo', 'search', 'reference', 'bounds', 'claims', 'dsrna', 'robustness')
+_MODULES = ('core', 'datasets', 'loaders', 'reproduce', 'ops', 'genotypes', 'supernet', 'evalnet', 'mlo', 'search', 'reference', 'bounds', 'claims', 'dsrna', 'robustness', 'saliency', 'sanas', 'explanation_reg')
 
 def __getattr__(name):
     if name in _MODULES: return _importlib.import_module(f'{__name__}.{name}')

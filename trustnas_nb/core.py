@@ -191,16 +191,16 @@ PRESETS: dict[str, dict[str, dict]] = {
         'stability': dict(spaces=('s1', 's2', 's3', 's4'), methods=('darts', 'pcdarts', 'sdarts_rs', 'dsrna_cb', 'dsrna_jacobian'), seeds=(0,),
                           search=dict(), eval=dict()),
         'random_search': dict(n_samples=2),
-        'ch4': dict(seeds=(0,), datasets=('objects10',), image_size=8, search_image_size=8, bases=('darts2nd',),
+        'ch4': dict(seeds=(0,), datasets=('objects10',), image_size=8, search_image_size=8, bases=('darts2nd',), baseline_bases=('darts2nd',),
                     kinds=('plain', 'ec', 'cdep', 'gmpgc', 'sanas'), ablation_bases=('darts2nd',),
                     reweightings=('product', 'add', 'abs', 'concat', 'none'), saliencies=('aa', 'ig', 'sg'),
-                    modes=('end_to_end', 'mtl', 'separate'), gammas=(0.5, 2.0), map_bases=('darts2nd',), map_methods=('aa', 'ig'), n_maps=8, n_randomise=4,
+                    modes=('end_to_end', 'mtl', 'separate'), gammas=(0.5, 2.0), map_bases=('darts2nd',), map_methods=('ig', 'aa'), n_maps=8, n_randomise=4,
                     transfer_bases=('darts2nd',), transfer_dataset='objects10', transfer_image_size=16, transfer_eval=dict(C=8, layers=4),
                     search=dict(n_train=64, n_val=64, batch_size=16, epochs=1, C=4, layers=3, nodes=2),
                     eval=dict(C=4, layers=3, epochs=1, n_train=128, batch_size=32, lr=0.05, auxiliary=False, cutout=0, drop_path=0.0)),
         'sanas': dict(gamma=2.0, eps=0.03, step_size=2/255, pgd_steps=1, every=dict(w1=1, delta=3, w2=3, alpha=5),   # L1565, supplement A.4, Table 7
                       reweighting='product', saliency='aa', mode='end_to_end', mtl_weights=(1.0, 0.5, 1.0), random_start=True),
-        'explanation': dict(ec=dict(), cdep=dict(), gmpgc=dict()),   # per-baseline penalty options over explanation_reg's defaults
+        'explanation': dict(ec=dict(), cdep=dict(), gmpgc=dict(), sub_batch=8),   # per-baseline penalty options over explanation_reg's defaults; sub_batch: the penalty's images per batch (None: all)
     },
     'cpu': {
         'pcdarts': dict(pc_k=2, warmup_epochs=1, w_lr=0.1, a_lr=6e-4, batch_size=64),
@@ -212,9 +212,9 @@ PRESETS: dict[str, dict[str, dict]] = {
         'robnet': dict(epochs=2, n_samples=4, attack_steps=2, rank_examples=64),
         'ch1': dict(seeds=(0, 1, 2), methods=('robnet', 'sdarts_adv', 'pcdarts_adv', 'dsrna_cb', 'dsrna_jacobian', 'dsrna_combined'),
                     cifar_dataset='objects10', cifar_image_size=16, cifar_search_image_size=8,
-                    mnist_dataset='digits', mnist_image_size=8, n_attack=48, n_certify=4, certify_method='crown-ibp',
+                    mnist_dataset='digits', mnist_image_size=8, n_attack=32, n_certify=4, certify_method='crown-ibp',
                     pgd_iterations=(1, 5, 10, 20, 100), transfer_dataset='objects10', transfer_image_size=24,
-                    transfer_seeds=(0,), transfer_n_attack=32, transfer_methods=('robnet', 'sdarts_adv', 'pcdarts_adv', 'dsrna_cb', 'dsrna_jacobian'), transfer_eval=dict(C=8, layers=5, epochs=3), adv_iters=3,
+                    transfer_seeds=(0,), transfer_n_attack=24, transfer_methods=('robnet', 'sdarts_adv', 'pcdarts_adv', 'dsrna_cb', 'dsrna_jacobian'), transfer_eval=dict(C=8, layers=5, epochs=3), adv_iters=3,
                     family_methods=('darts_1st', 'darts_2nd', 'pcdarts', 'pdarts', 'prdarts', 'sdarts_rs', 'random'), family_seeds=(0,),
                     search=dict(n_train=192, n_val=192, batch_size=64, epochs=2, C=8, layers=4, nodes=3),
                     eval=dict(C=8, layers=4, epochs=4, lr=0.1, batch_size=64, n_train=768, auxiliary=False, cutout=0, drop_path=0.0)),
@@ -231,16 +231,16 @@ PRESETS: dict[str, dict[str, dict]] = {
                           eval=dict(C=8, layers=4, epochs=3, lr=0.1, batch_size=64, n_train=512, auxiliary=False, cutout=0, drop_path=0.0)),
         'random_search': dict(n_samples=4),
         'ch4': dict(seeds=(0, 1, 2), datasets=('objects10',), image_size=16, search_image_size=8,
-                    bases=('darts2nd', 'pcdarts', 'pdarts', 'prdarts'), kinds=('plain', 'ec', 'cdep', 'gmpgc', 'sanas'),
+                    bases=('darts2nd', 'pcdarts', 'pdarts', 'prdarts'), kinds=('plain', 'ec', 'cdep', 'gmpgc', 'sanas'), baseline_bases=('darts2nd',),
                     ablation_bases=('darts2nd',), reweightings=('product', 'add', 'abs', 'concat', 'none'), saliencies=('aa', 'ig', 'sg'),
-                    modes=('end_to_end', 'mtl', 'separate'), gammas=(0.1, 0.5, 1.0, 2.0, 3.0), map_bases=('darts2nd',), map_methods=('aa', 'ig'), n_maps=64,
+                    modes=('end_to_end', 'mtl', 'separate'), gammas=(0.1, 0.5, 1.0, 2.0, 3.0), map_bases=('darts2nd',), map_methods=('ig', 'aa'), n_maps=64,
                     n_randomise=8, transfer_bases=('darts2nd',), transfer_dataset='objects10', transfer_image_size=24,
-                    transfer_eval=dict(C=8, layers=5, epochs=3),
-                    search=dict(n_train=192, n_val=192, batch_size=32, epochs=3, C=8, layers=4, nodes=3),
-                    eval=dict(C=8, layers=4, epochs=3, lr=0.1, batch_size=64, n_train=640, auxiliary=False, cutout=0, drop_path=0.0)),
+                    transfer_eval=dict(C=8, layers=5, epochs=2, n_train=1024),
+                    search=dict(n_train=256, n_val=256, batch_size=32, epochs=2, C=4, layers=3, nodes=2),
+                    eval=dict(C=8, layers=3, epochs=4, lr=0.1, batch_size=64, n_train=1024, auxiliary=False, cutout=0, drop_path=0.0)),
         'sanas': dict(gamma=2.0, eps=0.03, step_size=2/255, pgd_steps=2, every=dict(w1=1, delta=3, w2=3, alpha=5),   # L1565, supplement A.4, Table 7
                       reweighting='product', saliency='aa', mode='end_to_end', mtl_weights=(1.0, 0.5, 1.0), random_start=True),
-        'explanation': dict(ec=dict(), cdep=dict(), gmpgc=dict()),   # per-baseline penalty options over explanation_reg's defaults
+        'explanation': dict(ec=dict(), cdep=dict(), gmpgc=dict(), sub_batch=8),
     },
     'paper': {
         'pcdarts': dict(pc_k=4, warmup_epochs=15, w_lr=0.1, a_lr=6e-4, batch_size=256),
@@ -268,14 +268,14 @@ PRESETS: dict[str, dict[str, dict]] = {
         'random_search': dict(n_samples=24),
         'ch4': dict(seeds=tuple(range(10)), datasets=('cifar100', 'cifar10'), image_size=32, search_image_size=32,   # L1565: 10 runs
                     bases=('darts2nd', 'pcdarts', 'pdarts', 'prdarts'), kinds=('plain', 'ec', 'cdep', 'gmpgc', 'sanas'),
-                    ablation_bases=('darts2nd', 'pdarts'), reweightings=('product', 'add', 'abs', 'concat', 'none'), saliencies=('aa', 'ig', 'sg'),
-                    modes=('end_to_end', 'mtl', 'separate'), gammas=(0.1, 0.5, 1.0, 2.0, 3.0), map_bases=('darts2nd', 'pdarts'), map_methods=('aa', 'ig'), n_maps=1000,
+                    baseline_bases=('darts2nd', 'pcdarts', 'pdarts', 'prdarts'), ablation_bases=('darts2nd', 'pdarts'), reweightings=('product', 'add', 'abs', 'concat', 'none'), saliencies=('aa', 'ig', 'sg'),
+                    modes=('end_to_end', 'mtl', 'separate'), gammas=(0.1, 0.5, 1.0, 2.0, 3.0), map_bases=('darts2nd', 'pdarts'), map_methods=('ig', 'aa'), n_maps=1000,
                     n_randomise=100, transfer_bases=('darts2nd', 'pdarts', 'pcdarts'), transfer_dataset='imagenet', transfer_image_size=224,
                     transfer_eval=dict(C=48, layers=14, epochs=250, lr=0.5),
                     search=dict(C=16, layers=8, nodes=4, epochs=50, batch_size=64), eval=dict()),
         'sanas': dict(gamma=2.0, eps=0.03, step_size=2/255, pgd_steps=7, every=dict(w1=1, delta=3, w2=3, alpha=5),   # L1565, supplement A.4, Table 7
                       reweighting='product', saliency='aa', mode='end_to_end', mtl_weights=(1.0, 0.5, 1.0), random_start=True),
-        'explanation': dict(ec=dict(), cdep=dict(), gmpgc=dict()),   # per-baseline penalty options over explanation_reg's defaults
+        'explanation': dict(ec=dict(), cdep=dict(), gmpgc=dict(), sub_batch=None),
     },
 }
 

@@ -323,7 +323,12 @@ class MLOProblem:
                  before_update: Callable | None = None, after_update: Callable | None = None):
         self.levels = _check_levels(levels)
         _check_method(method, neumann_steps, fd_eps)
-        if order not in ORDERS: raise ValueError(f"unknown order {order!r}; expected one of {', '.join(ORDERS)}")
+        if isinstance(order, str):
+            if order not in ORDERS: raise ValueError(f"unknown order {order!r}; expected one of {', '.join(ORDERS)} or a sequence of level names")
+        else:                                            # an explicit update order: every level's name exactly once
+            order = tuple(order)
+            if sorted(order) != sorted(lv.name for lv in self.levels):
+                raise ValueError(f"order {order!r} must name every level exactly once; levels are {[lv.name for lv in self.levels]}")
         if on_step is not None and not callable(on_step): raise ValueError(f"on_step must be callable(problem, info), got {on_step!r}")
         for nm, f in (('before_update', before_update), ('after_update', after_update)):
             if f is not None and not callable(f): raise ValueError(f"{nm} must be callable(problem, level_name), got {f!r}")
@@ -380,7 +385,9 @@ class MLOProblem:
                 raise ValueError(f"level {self.levels[k].name!r} is due at step {t} but has no optimizer")
         bs = self._batches(self._need(idx), batches)
         info = {'step': t, 'updated': [], 'loss': {}}
-        for k in (reversed(idx) if self.order == 'top_down' else idx):
+        if isinstance(self.order, tuple): seq = sorted(idx, key=lambda k: self.order.index(self.levels[k].name))
+        else: seq = reversed(idx) if self.order == 'top_down' else idx
+        for k in seq:
             lv = self.levels[k]
             if self.before_update is not None: self.before_update(self, lv.name)
             gs, loss = _hypergrad(self.levels, k, bs, self.method, self.neumann_steps, self.fd_eps)

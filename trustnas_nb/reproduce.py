@@ -139,7 +139,7 @@ def run_notebook(nb: Path, outdir: Path, params: dict, progress: bool = True, ti
 # Experiment notebooks that reuse the memoized searches and retrainings of another (`outputs/<scale>/_cache`): with
 # --jobs > 1 they start only after it has finished (when it runs in the same batch), so that nothing is computed twice.
 NEEDS = {'table1_2_darts_family': ('table1_1_robust_cifar',), 'table1_3_transfer': ('table1_1_robust_cifar',),
-         'table4_2_sanas_transfer': ('table4_1_sanas_images',), 'table4_4_sanas_ablations': ('table4_1_sanas_images',)}
+         'table4_2_sanas_transfer': ('table4_1_sanas_images',)}
 
 def _last_seconds(outdir: Path) -> float:
     "How long the last run into `outdir` took (`run.json`), 0 when there is none."
@@ -174,7 +174,8 @@ def reproduce(scale: str | None = None, only: str | None = None, jobs: int = 1, 
                 bar.set_postfix_str(item[0].stem); results.append(_one(item)); bar.update()
         else:
             pending, running = list(todo), {}
-            with ThreadPoolExecutor(max_workers=jobs) as ex:
+            ex = ThreadPoolExecutor(max_workers=jobs)
+            try:
                 while pending or running:
                     waiting = {it[0].stem for it in pending} | {it[0].stem for it in running.values()}
                     for it in [it for it in pending if not set(NEEDS.get(it[0].stem, ())) & waiting][:jobs - len(running)]:
@@ -183,7 +184,14 @@ def reproduce(scale: str | None = None, only: str | None = None, jobs: int = 1, 
                         it = pending.pop(0); running[ex.submit(_one, it)] = it
                     done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                     for f in done:
-                        it = running.pop(f); results.append(f.result()); bar.update(); bar.set_postfix_str(it[0].stem)
+                        it = running.pop(f)
+                        try: results.append(f.result())
+                        except Exception as e:     # outside run_notebook's own handling (e.g. the outputs folder): a failed run
+                            results.append(RunResult(it[0].stem, 'failed', 0.0, _error_summary(e), str(it[1])))
+                        bar.update(); bar.set_postfix_str(it[0].stem)
+            except BaseException:                  # Ctrl-C: do not wait for the running notebooks' kernels
+                ex.shutdown(wait=False, cancel_futures=True); raise
+            ex.shutdown(wait=True)
     finally:
         bar.close()
         write_report(st.outputs_dir)

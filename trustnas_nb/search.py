@@ -65,7 +65,10 @@ CH4_BASES = {'darts2nd': 'darts_2nd', 'pcdarts': 'pcdarts', 'pdarts': 'pdarts', 
 CH4_KINDS = {'sanas': 'SANAS', 'ec': 'EC', 'cdep': 'CDEP', 'gmpgc': 'GMPGC'}
 for _short, _base in CH4_BASES.items():          # e.g. 'sanas_darts2nd' = second-order DARTS with the SANAS chain
     for _kind, _lab in CH4_KINDS.items():
-        METHODS[f'{_kind}_{_short}'] = replace(METHODS[_base], name=f'{_kind}_{_short}', label=f'{_lab}-{_short}', saliency=_kind)
+        # SANAS differentiates through its chain on every base (supplement A.4 / thesis L1956: finite differences)
+        hg = 'finite_difference' if _kind == 'sanas' else METHODS[_base].hypergradient
+        METHODS[f'{_kind}_{_short}'] = replace(METHODS[_base], name=f'{_kind}_{_short}', label=f'{_lab}-{_short}', saliency=_kind,
+                                               hypergradient=hg)
 
 def get_method(name: str | Method) -> Method:
     if isinstance(name, Method): return name
@@ -83,7 +86,7 @@ def _tensors(name, split, seed, image_size, n):
         ds = get_dataset(name, split, seed=seed, **_embedded_size(name, image_size))
         return ds.x[:n], ds.y[:n], ds.num_classes, ds.x.shape[1]
     from trustnas_nb.loaders import get_real_dataset
-    real_split = 'test' if split == 'test' else 'train'
+    real_split = ('val' if name == 'imagenet' else 'test') if split == 'test' else 'train'   # ImageNet's test labels are not public
     ds = get_real_dataset(name, split=real_split)
     idx = np.arange(len(ds))
     if split != 'test':
@@ -202,6 +205,7 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
     if method.saliency in ('ec', 'cdep', 'gmpgc'):    # ch.4 baselines: an explanation penalty in the weights' loss
         from trustnas_nb.explanation_reg import explanation_penalty
         xp = dict(explanation or {})
+        xb = xp.pop('sub_batch', None)                  # the penalty on the first `sub_batch` images of each batch (cost)
         # CDEP's "pretrained semantic segmentation models" (L1571): the dataset's ground-truth evidence masks stand in;
         # EC derives its mask from gradient magnitude and GMPGC from Grad-CAM, as L1571 says, so they get none
         masks = evidence_masks(P['dataset'], 'search_train', seed, P['image_size'], P['n_train']) if method.saliency == 'cdep' else None
@@ -211,8 +215,9 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
         params = {**Pm['w'], **Pm.get('alpha', {})}
         loss = F.cross_entropy(torch.func.functional_call(net, params, (x,), strict=False), y)
         if xp is not None:
-            loss = loss + explanation_penalty(method.saliency, net, x, y, params=params,
-                                              mask=masks[batch[2]] if masks is not None else None, **xp)
+            k = len(x) if xb is None else min(int(xb), len(x))
+            loss = loss + explanation_penalty(method.saliency, net, x[:k], y[:k], params=params,
+                                              mask=masks[batch[2][:k]] if masks is not None else None, **xp)
         return loss
     lam = M['prdarts']['lambdas']
     term = None
@@ -331,9 +336,13 @@ def _explanation_settings(kind: str, scale: str, overrides: Mapping | None) -> d
     from trustnas_nb.explanation_reg import EXPLANATION_METHODS
     if overrides is not None and not isinstance(overrides, Mapping):
         raise ValueError(f"explanation must be a dict of {kind!r} penalty options, got {overrides!r}")
-    opts = {**EXPLANATION_METHODS[kind], **preset(scale, 'explanation').get(kind, {}), **(overrides or {})}
-    bad = sorted(set(opts) - set(EXPLANATION_METHODS[kind]))
-    if bad: raise ValueError(f"unknown {kind!r} option(s) {bad}; expected some of {sorted(EXPLANATION_METHODS[kind])}")
+    X = preset(scale, 'explanation')
+    opts = {**EXPLANATION_METHODS[kind], 'sub_batch': X.get('sub_batch'), **X.get(kind, {}), **(overrides or {})}
+    bad = sorted(set(opts) - set(EXPLANATION_METHODS[kind]) - {'sub_batch'})
+    if bad: raise ValueError(f"unknown {kind!r} option(s) {bad}; expected some of {sorted(EXPLANATION_METHODS[kind]) + ['sub_batch']}")
+    sb = opts['sub_batch']
+    if sb is not None and (isinstance(sb, bool) or not isinstance(sb, int) or sb < 2):
+        raise ValueError(f"sub_batch must be None (the whole batch) or an int >= 2, got {sb!r}")
     return opts
 
 

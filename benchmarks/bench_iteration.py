@@ -1,5 +1,12 @@
 #!/usr/bin/env python
-"""Cost of one DSRNA search iteration against the core's second-order DARTS iteration (thesis §1.4.3 "Runtime").
+"""Cost of one search iteration of a thesis method against the core's second-order DARTS iteration, by suite:
+
+* `--suite dsrna` (default; thesis §1.4.3 "Runtime"): DSRNA-Jacobian / -CB / -Combined, results_dsrna.md;
+* `--suite sanas` (thesis §4.7 "efficiency", supplement A.4): a SANAS-darts2nd iteration *amortized over its update
+  schedule* (A every 5 mini-batches, W2 and δ every 3, W1 every one: the mean over one period of 15 iterations),
+  results_sanas.md. The thesis: 4.6 vs 4.0 GPU-days (Table 4.1); target <= 1.5x time.
+
+The DSRNA suite:
 
 At the DARTS search configuration (supernet C=16, 8 cells, 4 intermediate nodes, 3x32x32 inputs, batch 64 for every
 method, 2 CPU threads) each mode runs `trustnas_nb.search.run_search` for one epoch of `--steps` iterations on the
@@ -19,8 +26,9 @@ Jacobian 0.4, DARTS (2nd) 4.0 (Table 1.2). Targets: Jacobian <= 1.3x and CB <= 2
 
 Run it alone on the machine (other jobs on the CPU make timings meaningless):
 
-    python benchmarks/bench_dsrna.py                          # writes benchmarks/results_dsrna.md
-    python benchmarks/bench_dsrna.py --quick --out /tmp/q.md  # tiny sizes: a check of the script
+    python benchmarks/bench_iteration.py                          # writes benchmarks/results_dsrna.md
+    python benchmarks/bench_iteration.py --suite sanas            # writes benchmarks/results_sanas.md
+    python benchmarks/bench_iteration.py --quick --out /tmp/q.md  # tiny sizes: a check of the script
 """
 from __future__ import annotations
 import argparse, json, os, platform, statistics, subprocess, sys, time
@@ -31,16 +39,24 @@ from bench_search import _peak_rss_bytes, _cpu_model
 
 HERE = Path(__file__).resolve().parent
 TAG = '@@RESULT '
-MODES = ('darts_2nd', 'pcdarts', 'dsrna_jacobian', 'dsrna_cb', 'dsrna_combined')
-TARGETS = {'dsrna_jacobian': 1.3, 'dsrna_cb': 2.0, 'dsrna_combined': 2.0}
-MEM_TARGET = 2.0
-FULL = dict(C=16, layers=8, nodes=4, image=32, batch=64, steps=4, out=str(HERE/'results_dsrna.md'))
+SUITES = {   # modes, time targets (x DARTS 2nd), memory target, iterations, statistic over the timed iterations, thesis line
+    'dsrna': dict(modes=('darts_2nd', 'pcdarts', 'dsrna_jacobian', 'dsrna_cb', 'dsrna_combined'),
+                  targets={'dsrna_jacobian': 1.3, 'dsrna_cb': 2.0, 'dsrna_combined': 2.0}, mem=2.0, steps=4, stat='median',
+                  title='DSRNA search-iteration benchmark',
+                  thesis='Thesis (Table 1.2, GPU-days on a GTX 1080Ti): DARTS (2nd) 4.0, DSRNA-CB 4.0, DSRNA-Jacobian 0.4, DSRNA-Combined 0.6.'),
+    'sanas': dict(modes=('darts_2nd', 'sanas_darts2nd'), targets={'sanas_darts2nd': 1.5}, mem=2.0, steps=16, stat='mean',
+                  title='SANAS search-iteration benchmark',
+                  thesis='Thesis (Table 4.1, GPU-days on a 1080Ti): Darts2nd 4.0, SANAS-darts2nd (Ours-darts2nd) 4.6 (1.15x).'),
+}
+MODES = tuple(dict.fromkeys(m for S in SUITES.values() for m in S['modes']))
+FULL = dict(C=16, layers=8, nodes=4, image=32, batch=64)
 QUICK = dict(C=4, layers=3, nodes=2, image=8, batch=8, steps=2, out='')
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--quick', action='store_true')
-    p.add_argument('--modes', default=','.join(MODES))
+    p.add_argument('--suite', default='dsrna', choices=sorted(SUITES))
+    p.add_argument('--modes', default=None, help="comma-separated modes (default: the suite's)")
     for k in ('C', 'layers', 'nodes', 'image', 'batch', 'steps'): p.add_argument(f'--{k}', type=int, default=None)
     p.add_argument('--dataset', default='objects10', help='embedded dataset of the inputs (default objects10)')
     p.add_argument('--threads', type=int, default=2)
@@ -50,9 +66,11 @@ def parse(argv=None):
     p.add_argument('--cfg', default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child: return a
-    for k, v in (QUICK if a.quick else FULL).items():
+    S = SUITES[a.suite]
+    full = dict(FULL, steps=S['steps'], out=str(HERE/f'results_{a.suite}.md'))
+    for k, v in (QUICK if a.quick else full).items():
         if getattr(a, k) is None: setattr(a, k, v)
-    a.modes = [m.strip() for m in a.modes.split(',') if m.strip()]
+    a.modes = [m.strip() for m in (a.modes or ','.join(S['modes'])).split(',') if m.strip()]
     bad = [m for m in a.modes if m not in MODES]
     if bad: p.error(f'unknown mode(s) {bad}; expected some of {", ".join(MODES)}')
     if a.steps < 2: p.error('--steps must be >= 2 (the first is the warm-up)')
@@ -95,9 +113,11 @@ def run_mode(a, mode):
     return json.loads(lines[-1][len(TAG):])
 
 def table(a, res) -> str:
+    S = SUITES[a.suite]
+    TARGETS, MEM_TARGET = S['targets'], S['mem']
     base = next((r for r in res if r['mode'] == 'darts_2nd' and 'error' not in r), None)
-    med = lambda r: statistics.median(r['steps'][1:])
-    head = ('| mode | warm-up s | median s / iteration | × DARTS (2nd) | peak RSS GB | × DARTS (2nd) memory | target | meets |\n'
+    med = (lambda r: statistics.median(r['steps'][1:])) if S['stat'] == 'median' else (lambda r: statistics.fmean(r['steps'][1:]))
+    head = (f"| mode | warm-up s | {S['stat']} s / iteration | × DARTS (2nd) | peak RSS GB | × DARTS (2nd) memory | target | meets |\n"
             '|---|---|---|---|---|---|---|---|')
     rows = []
     for r in res:
@@ -110,16 +130,18 @@ def table(a, res) -> str:
                     f"{'—' if tgt is None else f'≤ {tgt}× time, ≤ {MEM_TARGET}× memory'} | {ok} |")
     extra = next((r for r in res if r.get('cb_method')), {})
     return '\n'.join([
-        '# DSRNA search-iteration benchmark', '',
-        f'Produced by `benchmarks/bench_dsrna.py` on {datetime.now(timezone.utc).isoformat(timespec="seconds")}, '
+        f"# {S['title']}", '',
+        f'Produced by `benchmarks/bench_iteration.py --suite {a.suite}` on {datetime.now(timezone.utc).isoformat(timespec="seconds")}, '
         f'{_cpu_model()}, {a.threads} threads, torch {__import__("torch").__version__}, Python {platform.python_version()}.', '',
         f'Configuration: space darts, supernet C={a.C}, {a.layers} cells, {a.nodes} nodes, inputs 3×{a.image}×{a.image} '
         f'({a.dataset}), batch {a.batch} for every method, {a.steps} iterations per mode (the first is the warm-up, which '
-        f"for CB includes the torch.export trace); CB: `{extra.get('cb_method', '?')}` on the first {extra.get('cb_batch', '?')} "
-        f"validation inputs of the batch; Jacobian: {extra.get('n_proj', '?')} projection(s). One iteration = the α update "
-        'and the w update of `MLOProblem.step`, timed by the driver. Each mode ran in its own process; peak RSS is its '
-        '`ru_maxrss`.', '', head, *rows, '',
-        'Thesis (Table 1.2, GPU-days on a GTX 1080Ti): DARTS (2nd) 4.0, DSRNA-CB 4.0, DSRNA-Jacobian 0.4, DSRNA-Combined 0.6.', ''])
+        + (f"for CB includes the torch.export trace); CB: `{extra.get('cb_method', '?')}` on the first {extra.get('cb_batch', '?')} "
+           f"validation inputs of the batch; Jacobian: {extra.get('n_proj', '?')} projection(s). One iteration = the α update "
+           'and the w update of `MLOProblem.step`, timed by the driver.' if a.suite == 'dsrna' else
+           "is also the one where every level is due). One iteration = one `MLOProblem.step` of the chain, timed by the driver; "
+           "SANAS' levels are due on different iterations, so its cost is the mean over one period of its schedule "
+           f"({a.steps - 1} iterations), DARTS' the mean of identical iterations.")
+        + ' Each mode ran in its own process; peak RSS is its `ru_maxrss`.', '', head, *rows, '', S['thesis'], ''])
 
 def main(argv=None):
     a = parse(argv)
