@@ -255,6 +255,9 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
         w2_opt = torch.optim.SGD(net2.weights(), lr=w_lr or P['w_lr'], momentum=P['w_momentum'], weight_decay=wd)
         sched2 = torch.optim.lr_scheduler.CosineAnnealingLR(w2_opt, float(epochs), eta_min=min(0.001, w_lr or P['w_lr']))
         xt = train_dl.dataset.tensors[0]
+        sanas = dict(sanas)
+        if P['dataset'] in _NORMALIZE:      # ε and the PGD step are pixel units (Table 7); the real CIFARs arrive normalized
+            sd = float(np.mean(_NORMALIZE[P['dataset']][1])); sanas.update(eps=sanas['eps'] / sd, step_size=sanas['step_size'] / sd)
         chain = SanasChain(net, net2, w_opt, w2_opt, a_opt, sanas, len(xt), (train_dl.batch_size, *xt.shape[1:]),
                            hypergradient=method.hypergradient, weight_decay=wd, grad_clip=5.0,
                            extra_alpha_loss=(lambda: net.pr_regularizer(*lam)) if method.gates == 'hard_concrete' else None,
