@@ -233,7 +233,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         'ch4': dict(seeds=(0, 1, 2), datasets=('objects10',), image_size=16, search_image_size=8,
                     bases=('darts2nd', 'pcdarts', 'pdarts', 'prdarts'), kinds=('plain', 'ec', 'cdep', 'gmpgc', 'sanas'), baseline_bases=('darts2nd',),
                     ablation_bases=('darts2nd',), reweightings=('product', 'add', 'abs', 'concat', 'none'), saliencies=('aa', 'ig', 'sg'),
-                    modes=('end_to_end', 'mtl', 'separate'), gammas=(0.1, 0.5, 1.0, 2.0, 3.0), map_bases=('darts2nd',), map_methods=('ig', 'aa'), n_maps=48,
+                    modes=('end_to_end', 'mtl', 'separate'), gammas=(0.1, 0.5, 1.0, 2.0, 3.0), map_bases=('darts2nd',), map_methods=('ig', 'aa'), n_maps=32,
                     n_randomise=4, transfer_bases=('darts2nd',), transfer_dataset='objects10', transfer_image_size=24,
                     transfer_eval=dict(C=8, layers=5, epochs=2, n_train=1024),
                     search=dict(n_train=256, n_val=256, batch_size=32, epochs=2, C=4, layers=3, nodes=2),
