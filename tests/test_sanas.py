@@ -62,7 +62,7 @@ def test_delta_ascends_its_loss_and_stays_in_the_ball():
     x, y, idx = tr
     W1, A = dict(chain.net.named_weights()), dict(chain.net.named_arch_parameters())
     chain.table.load(chain.d, idx)
-    before = float(chain.loss_delta(W1, A, x, chain.d))
+    before = float(chain.loss_delta(W1, A, x, chain.d).detach())
     d0 = chain.d.detach().clone()
     chain.S['pgd_steps'] = 3
     chain.problem.step_count = 3                      # δ and W2 due, A not
