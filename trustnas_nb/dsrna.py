@@ -318,7 +318,7 @@ def cached_search(method: str, space: str = 'darts', scale: str = 'ci', seed: in
     name = get_method(method).name
     opts = {k: v for k, v in dict(robust=robust, sanas=sanas, explanation=explanation).items() if v is not None}
     if cache_dir is None: return run_search(name, space, scale=scale, seed=seed, device=device, progress=progress, **opts, **overrides)
-    f = Path(cache_dir)/'search'/f"{name}-{space}-s{seed}-{cache_key(method=name, space=space, scale=scale, seed=seed, robust=robust, device=torch.device(device).type, **({k: v for k, v in opts.items() if k != 'robust'}), **overrides)}.json"
+    f = Path(cache_dir)/'search'/f"{name}-{space}-s{seed}-{cache_key(method=name, space=space, scale=scale, seed=seed, device=torch.device(device).type, **opts, **overrides)}.json"
     if f.is_file():
         try: return _result_from_json(json.loads(f.read_text()))
         except (ValueError, KeyError): pass                     # unreadable: recompute
