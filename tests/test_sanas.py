@@ -68,7 +68,7 @@ def test_delta_ascends_its_loss_and_stays_in_the_ball():
     chain.problem.step_count = 3                      # δ and W2 due, A not
     chain.step(tr, va)
     W1 = dict(chain.net.named_weights())
-    assert float(chain.loss_delta(W1, A, x, chain.table.table[idx])) > before - 1e-6
+    assert float(chain.loss_delta(W1, A, x, chain.table.table[idx]).detach()) > before - 1e-6
     assert not torch.equal(chain.table.table[idx], d0)
     assert float(chain.table.table.abs().max()) <= chain.S['eps'] + 1e-7
     assert chain.pgd_extra == 2
