@@ -4,12 +4,14 @@ import os, re
 from pathlib import Path
 from trustnas_nb.reference import (REFERENCE, thesis_table, TABLE_1_1, TABLE_1_3, TABLE_1_4, TABLE_1_5, TABLE_1_6,
                                    ANOVA_1, RUNTIME_1, DSRNA_CB_SHORT, TABLE_4_1, TABLE_4_2, TABLE_4_3, TABLE_4_4,
-                                   TABLE_4_5, TABLE_4_7)
+                                   TABLE_4_5, TABLE_4_6, TABLE_4_7, TABLE_4_8, TABLE_4_9, TABLE_4_10, TABLE_4_11,
+                                   TABLE_4_12, TABLE_4_13)
 
 SHAPES = {'table1_1': (7, 15), 'table1_2': (20, 6), 'table1_3': (5, 14), 'table1_4': (6, 13), 'table1_5': (2, 6),
           'table1_6': (2, 6), 'table1_7': (4, 9), 'anova1': (3, 3), 'runtime1': (4, 3), 'dsrna_cb_short': (1, 8),
           'table4_1': (36, 9), 'table4_2': (33, 5), 'table4_3': (10, 5), 'table4_4': (5, 9), 'table4_5': (8, 7),
-          'table4_7': (6, 7)}
+          'table4_7': (6, 7), 'table4_6': (12, 12), 'table4_8': (6, 5), 'table4_9': (4, 3), 'table4_10': (14, 6),
+          'table4_11': (4, 4), 'table4_12': (4, 4), 'table4_13': (6, 5)}
 DSRNA_LABELS = ['RobNet-large', 'RobNet-free', 'SDARTS-ADV', 'PC-DARTS-ADV', 'DSRNA-CB', 'DSRNA-Jacobian', 'DSRNA-Combined']
 
 
@@ -264,3 +266,253 @@ def test_table4_2_disagreements_against_001():
         assert line.startswith('Ours-') and m.split('-')[1].lower() in line.lower()
         vals = [float(x) for x in line.split('\t')[1:3]]
         assert vals[('top1', 'top5').index(c)] == supp
+
+
+
+# ---- chapter 4: text (Table 4.6, salient words 4.8 / 4.13) and brain tumours (Tables 4.9-4.12) ----
+
+CH4_MORE = ['table4_6', 'table4_8', 'table4_9', 'table4_10', 'table4_11', 'table4_12', 'table4_13']
+SEED_000 = '000_892f9ccbf8943374.txt'
+
+
+def row(name, **kv):
+    "The one row of table `name` whose columns equal `kv`, as a dict."
+    t = REFERENCE[name]
+    hits = [dict(zip(t['columns'], r)) for r in t['rows'] if all(r[t['columns'].index(k)] == v for k, v in kv.items())]
+    assert len(hits) == 1, (name, kv, len(hits))
+    return hits[0]
+
+
+def test_ch4_more_structure():
+    for name in CH4_MORE:
+        t = REFERENCE[name]
+        assert t['source'].startswith(f"thesis Table {name[5]}.{name[7:]} (seed 000, L"), name
+        key = t.get('key', t['columns'][:1])
+        assert list(t['columns'][:len(key)]) == list(key), name                   # key columns come first
+        keys = [tuple(r[t['columns'].index(k)] for k in key) for r in t['rows']]
+        assert len(set(keys)) == len(keys), name
+        assert t['marks']['bold'] == [], name                                     # nothing bold in these tables
+        if 'base' in t['columns']: assert set(col(name, 'base')) <= {'adabert', 'darts', 'pcdarts', 'pdarts', None}, name
+        if 'kind' in t['columns']: assert set(col(name, 'kind')) <= KINDS, name
+        assert any(k.startswith('⚠') for k in t.get('footnotes', {})) or name == 'table4_9', name
+    assert TABLE_4_6['columns'] == ('method', 'base', 'kind', 'params_m', 'infer_speedup', 'sst2', 'mrpc', 'qqp', 'mnli',
+                                    'qnli', 'rte', 'average')
+    assert TABLE_4_6['tasks'] == ('sst2', 'mrpc', 'qqp', 'mnli', 'qnli', 'rte')
+    assert [(b, k) for b, k in zip(col('table4_6', 'base'), col('table4_6', 'kind')) if b] == \
+        [('adabert', k) for k in ('plain', 'ec', 'cdep', 'gmpgc', 'sanas')]
+    for name in ('table4_8', 'table4_13'):
+        t = REFERENCE[name]
+        assert t['columns'] == ('example', 'method', 'sentiment', 'sentence', 'salient_words') and t['key'] == ('example', 'method')
+        assert [(r[0], r[1]) for r in t['rows']] == [(e, m) for e in (1, 2) for m in ('EC', 'GMPGC', 'Ours')]
+        assert all(w is None or (isinstance(w, tuple) and len(w) == 2) for w in col(name, 'salient_words'))   # top-2 or lost
+    assert TABLE_4_9['columns'] == ('tumor_type', 'train_images', 'test_images')
+    assert TABLE_4_10['columns'] == ('method', 'base', 'kind', 'gamma', 'accuracy', 'params_m')
+    assert TABLE_4_11['columns'] == ('method', 'base', 'arch_objective', 'accuracy')
+    assert TABLE_4_12['columns'] == ('method', 'base', 'audience', 'accuracy') and TABLE_4_12['reconstructed'] is True
+
+
+def test_table4_6_spot():
+    assert row('table4_6', method='BERT_12')['params_m'] == 109 and row('table4_6', method='BERT_12')['infer_speedup'] == 1  # L1733
+    assert row('table4_6', method='BERT_3-PKD')['rte'] == 58.2 and row('table4_6', method='DistilBERT_4')['average'] == 76.8
+    b = row('table4_6', method='BiLSTM_SOFT')                                     # L1739: '-' cells
+    assert (b['mrpc'], b['qnli'], b['rte'], b['average']) == (None, None, None, None) and b['mnli'] == 73.0
+    assert row('table4_6', method='AdaBERT')['infer_speedup'] == 16.1 and row('table4_6', method='CDEP-AdaBERT')['sst2'] == 92.5
+    o = row('table4_6', method='Ours-AdaBERT')
+    assert (o['params_m'], o['infer_speedup'], o['qqp'], o['average']) == (8.2, 16.3, 71.8, 81.8)   # L1744
+    # L1776: Ours-AdaBERT beats AdaBERT and the EC/CDEP/GMPGC variants on every task
+    for m in ('AdaBERT', 'EC-AdaBERT', 'CDEP-AdaBERT', 'GMPGC-AdaBERT'):
+        assert all(o[c] > row('table4_6', method=m)[c] for c in TABLE_4_6['tasks']), m
+
+
+def test_table4_6_average_vs_mean_of_tasks():
+    "The printed Average against the mean of the six tasks: reported, and any disagreement must be a ⚠ footnote."
+    report, disagree = [], []
+    for r in TABLE_4_6['rows']:
+        d = dict(zip(TABLE_4_6['columns'], r))
+        vals = [d[c] for c in TABLE_4_6['tasks']]
+        if None in vals:
+            assert d['average'] is None, d['method']                              # no average printed without all six
+            continue
+        mean = sum(vals) / 6
+        report.append((d['method'], d['average'], round(mean, 3)))
+        if abs(d['average'] - mean) > 0.05 + 1e-9: disagree.append(d['method'])
+    print('\nTable 4.6 average vs mean of the six tasks:', *(f'{m}: {a} vs {x}' for m, a, x in report), sep='\n  ')
+    assert len(report) == 11
+    notes = ' '.join(v for k, v in TABLE_4_6['footnotes'].items() if k.startswith('⚠'))
+    assert all(m in notes for m in disagree), disagree                            # the thesis agrees: nothing to note
+    assert disagree == []
+
+
+def _glue_label(s):
+    return re.sub(r'\s*<sub>(\w+)</sub>\s*', r'_\1', s).strip()
+
+
+def test_table4_6_every_cell_against_seed():
+    text = _seed(SEED_000)
+    assert text[1731].split('\t') == ['Method', '# Param.', 'Infer', 'SST-2', 'MRPC', 'QQP', 'MNLI', 'QNLI', 'RTE', 'Average']
+    assert text[1745].strip() == '**Table 4.6.** Results on the GLUE benchmark.'
+    assert len(TABLE_4_6['rows']) == 1744 - 1733 + 1
+    for n, r in zip(range(1733, 1745), TABLE_4_6['rows']):
+        parts = text[n - 1].split('\t')
+        assert _glue_label(parts[0]) == r[0], n
+        assert parts[1].endswith('M') and float(parts[1][:-1]) == r[3], n
+        assert parts[2].endswith('x') and float(parts[2][:-1]) == r[4], n
+        assert [None if p == '-' else float(p) for p in parts[3:]] == list(r[5:]), n
+
+
+def _sentences(text, a, b):
+    "(method, sentence) rows of a salient-word table: a row starts with 'METHOD\t', a continuation line with '\t'."
+    out = []
+    for line in text[a - 1:b]:
+        head, _, rest = line.partition('\t')
+        if head: out.append([head, rest.strip()])
+        else: out[-1][1] += ' ' + rest.strip()
+    return [tuple(x) for x in out]
+
+
+@pytest.mark.parametrize('name', ['table4_8', 'table4_13'])
+def test_salient_sentences_against_seed(name):
+    text = _seed(SEED_000)
+    t = REFERENCE[name]
+    got = []
+    for e, (a, b) in sorted(t['seed_lines'].items()):
+        rows = _sentences(text, a, b)
+        assert [m for m, _ in rows] == ['EC', 'GMPGC', 'Ours'], (name, e)
+        got += [(e, m, s) for m, s in rows]
+    assert got == [(r[0], r[1], r[3]) for r in t['rows']]
+    cap = {'table4_8': 1812, 'table4_13': 1940}[name]
+    assert 'Top-2 salient words (marked with red color)' in text[cap - 1] and f'Table {name[5]}.{name[7:]}.' in text[cap - 1]
+    # every named word is in its example's sentence
+    for e, w, _, where in t['prose_words']:
+        assert re.search(rf'\b{w}\b', next(r[3] for r in t['rows'] if r[0] == e)), w
+        assert f'"{w}"' in text[int(where[1:]) - 1], (w, where)
+    for r in t['rows']:
+        if r[4]: assert all(re.search(rf'\b{w}\b', r[3]) for w in r[4])
+
+
+def test_salient_words_only_where_the_prose_names_them():
+    text = _seed(SEED_000)
+    sw = {(r[0], r[1]): r[4] for r in TABLE_4_8['rows']}
+    assert sw.pop((1, 'Ours')) == ('entertaining', 'please') and set(sw.values()) == {None}    # the others are lost
+    assert '"entertaining" and "please"' in text[1783] and 'two baselines fail' in text[1783]   # L1784
+    assert 'positive' in text[1783] and [r[2] for r in TABLE_4_8['rows']] == ['positive'] * 3 + [None] * 3
+    assert 'Table 4.8' in text[1933] and '"mix"' in text[1933] and 'neutral' in text[1933]    # L1934 names Table 4.8
+    assert {w for _, w, _, _ in TABLE_4_8['prose_words']} == {'entertaining', 'please', 'mix'}
+    assert all(r[4] is None and r[2] is None for r in TABLE_4_13['rows']) and TABLE_4_13['prose_words'] == []
+    assert not any(w in s for w in ('entertaining', 'mix') for s in {r[3] for r in TABLE_4_13['rows']})
+    for t in (TABLE_4_8, TABLE_4_13): assert '⚠ red lost' in t['footnotes']
+    # the accessor: text cells, tuples of words, None for lost marks
+    df = thesis_table('table4_8').set_index(['example', 'method'])
+    assert list(df.columns) == ['thesis_sentiment', 'thesis_sentence', 'thesis_salient_words']
+    assert df.loc[(1, 'Ours'), 'thesis_salient_words'] == ('entertaining', 'please')
+    assert df['thesis_salient_words'].isna().sum() == 5 and thesis_table('table4_13')['thesis_salient_words'].isna().all()
+    assert df.loc[(2, 'EC'), 'thesis_sentence'].startswith('a very witty take')
+
+
+def test_table4_13_against_001():
+    text = _seed('001_3f71b4c0f2d24aee.txt')
+    assert text[56].startswith('Table 1: Top-2 salient words (marked with red color)')
+    assert [(e, m) for e, m, *_ in TABLE_4_13['supplement_001']] == [(r[0], r[1]) for r in TABLE_4_13['rows']]
+    norm = lambda s: s.replace('’', "'").replace(' ,', ',').replace(' .', '.')
+    for (e, m, s001, where), r in zip(TABLE_4_13['supplement_001'], TABLE_4_13['rows']):
+        line = text[int(where.split('L')[1]) - 1]
+        assert line == f'{m}\t{s001}', where
+        assert norm(s001) == r[3], where                                          # same sentence up to typography
+    spaced = [(e, m) for e, m, s, _ in TABLE_4_13['supplement_001'] if ' ,' in s or ' .' in s]
+    assert spaced == [(1, 'GMPGC')] and '⚠ 001 spaces' in TABLE_4_13['footnotes']
+
+
+def test_table4_9_against_seed_and_totals():
+    text = _seed(SEED_000)
+    assert text[1837] == '**Table 4.9.** Number of training and test images per class'
+    assert text[1839].split('\t') == ['Tumor Type', 'Number of Training Images', 'Number of Test Images']
+    for n, r in zip(range(1841, 1845), TABLE_4_9['rows']):
+        assert text[n - 1].split('\t') == [r[0], str(r[1]), str(r[2])], n
+    tr, te = sum(col('table4_9', 'train_images')), sum(col('table4_9', 'test_images'))
+    assert (tr, te, tr + te) == (2870, 394, 3264) == tuple(TABLE_4_9['totals'].values())
+    assert 'training set with 2870 images and a test set with 394 images' in text[1835] and '3264 MRI images' in text[1833]
+    assert row('table4_9', tumor_type='Healthy')['train_images'] == 395 and row('table4_9', tumor_type='Pituitary')['test_images'] == 74
+
+
+def _brain_label(s):
+    "'SANAS+PCDARTS ( $\\gamma = 0.1$ )' -> ('SANAS+PCDARTS', 0.1); other labels -> (label, None)."
+    m = re.fullmatch(r'(.+?) \( \$\\gamma = ([\d.]+)\$ \)', s)
+    return (m[1], float(m[2])) if m else (s, None)
+
+
+def test_table4_10_against_seed():
+    text = _seed(SEED_000)
+    assert text[1853].split('\t') == ['Method', 'Accuracy (%)', 'Parameters (M)']
+    assert text[1869].strip().startswith('Table 4.10.')
+    assert len(TABLE_4_10['rows']) == 1868 - 1855 + 1
+    for n, r in zip(range(1855, 1869), TABLE_4_10['rows']):
+        lab, acc, par = text[n - 1].split('\t')
+        assert _brain_label(lab) == (r[0], r[3]), n
+        assert (float(acc), float(par)) == (r[4], r[5]), n
+    assert row('table4_10', method='SANAS+PCDARTS', gamma=0.1)['accuracy'] == 89.60
+    assert row('table4_10', method='ResNet101')['params_m'] == 42.56 and row('table4_10', method='DenseNet40')['accuracy'] == 83.5
+    # bases and kinds pair each NAS method with its SANAS version
+    for b in ('darts', 'pcdarts', 'pdarts'):
+        assert {r['kind'] for r in (dict(zip(TABLE_4_10['columns'], x)) for x in TABLE_4_10['rows']) if r['base'] == b} == {'plain', 'sanas'}
+    # the prose's numbers (L1820, L1872, L1882)
+    s, r101 = row('table4_10', method='SANAS+DARTS'), row('table4_10', method='ResNet101')
+    for n in (1820, 1872):
+        assert f"{round(s['accuracy'], 1)}% with {s['params_m']}M" in text[n - 1]
+        assert f"{round(r101['accuracy'], 1)}% with {r101['params_m']}M" in text[n - 1]
+    assert f"from {row('table4_10', method='DARTS')['accuracy']}% to {s['accuracy']}%" in text[1881]
+    assert s['accuracy'] == max(col('table4_10', 'accuracy'))                     # L1872: highest of all methods
+    # gamma: L1848 says 1, the table's best is 0.1 (recorded as ⚠)
+    assert 'set the tradeoff parameter  $\\gamma$  to 1' in text[1847]
+    g = {r[3]: r[4] for r in TABLE_4_10['rows'] if r[3] is not None}
+    assert max(g, key=g.get) == 0.1 and '⚠ gamma' in TABLE_4_10['footnotes']
+    assert row('table4_10', method='PCDARTS')['accuracy'] < min(g.values())       # L1898: every gamma > 0 beats vanilla
+
+
+def test_table4_11_against_seed_and_table4_10():
+    text = _seed(SEED_000)
+    assert text[1873].split('\t') == list(TABLE_4_11['printed_header']) == ['Method', 'Error (%)']
+    for n, r in zip(range(1875, 1879), TABLE_4_11['rows']):
+        assert text[n - 1].split('\t') == [r[0], f'{r[3]:.2f}'], n
+    # the values are accuracies: the full-method rows are Table 4.10's SANAS+DARTS / SANAS+PDARTS
+    for m, m10 in TABLE_4_11['same_as_table4_10'].items():
+        assert row('table4_11', method=m)['accuracy'] == row('table4_10', method=m10)['accuracy']
+        assert row('table4_11', method=m)['arch_objective'] == 'audience+explainer'
+    # and L1884's "audience + explainer works better" holds only when larger is better
+    for b in ('darts', 'pdarts'):
+        assert row('table4_11', base=b, arch_objective='audience+explainer')['accuracy'] > \
+               row('table4_11', base=b, arch_objective='audience')['accuracy']
+    assert 'works better than "audience only"' in text[1883] and '⚠ header' in TABLE_4_11['footnotes']
+
+
+def test_table4_12_reconstruction():
+    text = _seed(SEED_000)
+    assert text[1887] == 'Accuracy (%)' and text[1893].strip().startswith('Table 4.12.')
+    assert tuple(float(text[n - 1]) for n in range(1889, 1893)) == TABLE_4_12['printed_values'] == tuple(col('table4_12', 'accuracy'))
+    assert [(r[1], r[2]) for r in TABLE_4_12['rows']] == [('darts', 'VGGNet13'), ('darts', 'ResNet18'),
+                                                          ('pdarts', 'VGGNet13'), ('pdarts', 'ResNet18')]
+    # the ResNet18 rows are Table 4.10's SANAS rows (the main runs use a ResNet-18 audience, L1848)
+    assert 'ResNet-18' in text[1847] and TABLE_4_10['audience'] == 'ResNet18'
+    for (m, aud), m10 in TABLE_4_12['same_as_table4_10'].items():
+        assert aud == 'ResNet18' and row('table4_12', method=m, audience=aud)['accuracy'] == row('table4_10', method=m10)['accuracy']
+    # and the full method of Table 4.11
+    assert row('table4_12', method='SANAS+DARTS', audience='ResNet18')['accuracy'] == \
+           row('table4_11', method='Audience + explainer (SANAS+DARTS)')['accuracy']
+    # L1896: ResNet18 beats VGGNet13 for both bases
+    assert 'ResNet18 as the audience achieves better performance than using VGGNet13' in text[1895]
+    for m in ('SANAS+DARTS', 'SANAS+PDARTS'):
+        assert row('table4_12', method=m, audience='ResNet18')['accuracy'] > row('table4_12', method=m, audience='VGGNet13')['accuracy']
+    # 88.83 is also SANAS+PCDARTS (gamma = 1): recorded, but L1896 names only DARTS and PDARTS
+    assert row('table4_10', method='SANAS+PCDARTS', gamma=1.0)['accuracy'] == 88.83 and '⚠ 88.83' in TABLE_4_12['footnotes']
+    # the VGGNet13 ablation is not Table 4.11's audience-only ablation
+    assert [row('table4_12', method=m, audience='VGGNet13')['accuracy'] for m in ('SANAS+DARTS', 'SANAS+PDARTS')] != \
+           [r[3] for r in TABLE_4_11['rows'] if r[2] == 'audience']
+
+
+def test_ch4_more_accessor():
+    b = thesis_table('table4_10')
+    assert list(b.columns) == ['method', 'base', 'kind', 'gamma', 'thesis_accuracy', 'thesis_params_m']
+    assert b.set_index(['method', 'gamma']).loc[('SANAS+PCDARTS', 0.5), 'thesis_params_m'].item() == 4.05
+    g = thesis_table('table4_6', prefix='')
+    assert g[g.kind == 'sanas'].method.item() == 'Ours-AdaBERT' and g['average'].isna().sum() == 1
+    assert list(thesis_table('table4_12', prefix='ours ').columns) == ['method', 'base', 'audience', 'ours accuracy']
+    assert thesis_table('table4_9').set_index('tumor_type').loc['Glioma', 'thesis_test_images'] == 100

@@ -199,7 +199,13 @@ PRESETS: dict[str, dict[str, dict]] = {
                     search=dict(n_train=64, n_val=64, batch_size=16, epochs=1, C=4, layers=3, nodes=2),
                     eval=dict(C=4, layers=3, epochs=1, n_train=128, batch_size=32, lr=0.05, auxiliary=False, cutout=0, drop_path=0.0)),
         'sanas': dict(gamma=2.0, eps=0.03, step_size=2/255, pgd_steps=1, every=dict(w1=1, delta=3, w2=3, alpha=5),   # L1565, supplement A.4, Table 7
-                      reweighting='product', saliency='aa', mode='end_to_end', mtl_weights=(1.0, 0.5, 1.0), random_start=True),
+                      reweighting='product', saliency='aa', mode='end_to_end', mtl_weights=(1.0, 0.5, 1.0), random_start=True,
+                      audience=None, explainer_in_alpha=True),   # §4.6: W2 an audience model (torchvision); Table 4.11: A from the audience's loss only
+        'text': dict(embed_dim=16, tau=(1.0, 0.1), smoothing=0.1, w_lr=0.02, a_lr=3e-4, a_wd=1e-3, max_vocab=5000, min_freq=1),   # §4.4.2 (L1772); tau, smoothing: Gumbel-softmax
+        'ch4text': dict(seeds=(0,), datasets=('sentiment', 'paraphrase_pairs'), base='darts2nd', kinds=('plain', 'ec', 'cdep', 'gmpgc', 'sanas'),
+                        max_len=24, n_words=32, word_kinds=('ec', 'gmpgc', 'sanas'),
+                        search=dict(n_train=64, n_val=64, batch_size=16, epochs=1, C=4, layers=2, nodes=2),
+                        eval=dict(C=4, layers=2, epochs=1, n_train=128, batch_size=32, lr=0.05, auxiliary=False, cutout=0, drop_path=0.0)),
         'explanation': dict(ec=dict(), cdep=dict(), gmpgc=dict(), sub_batch=8),   # per-baseline penalty options over explanation_reg's defaults; sub_batch: the penalty's images per batch (None: all)
     },
     'cpu': {
@@ -239,7 +245,13 @@ PRESETS: dict[str, dict[str, dict]] = {
                     search=dict(n_train=256, n_val=256, batch_size=32, epochs=2, C=4, layers=3, nodes=2),
                     eval=dict(C=8, layers=3, epochs=4, lr=0.1, batch_size=64, n_train=896, auxiliary=False, cutout=0, drop_path=0.0)),
         'sanas': dict(gamma=2.0, eps=0.03, step_size=2/255, pgd_steps=2, every=dict(w1=1, delta=3, w2=3, alpha=5),   # L1565, supplement A.4, Table 7
-                      reweighting='product', saliency='aa', mode='end_to_end', mtl_weights=(1.0, 0.5, 1.0), random_start=True),
+                      reweighting='product', saliency='aa', mode='end_to_end', mtl_weights=(1.0, 0.5, 1.0), random_start=True,
+                      audience=None, explainer_in_alpha=True),   # §4.6: W2 an audience model (torchvision); Table 4.11: A from the audience's loss only
+        'text': dict(embed_dim=16, tau=(1.0, 0.1), smoothing=0.1, w_lr=0.02, a_lr=3e-4, a_wd=1e-3, max_vocab=5000, min_freq=1),
+        'ch4text': dict(seeds=(0, 1, 2), datasets=('sentiment', 'paraphrase_pairs', 'entailment_pairs'), base='darts2nd',
+                        kinds=('plain', 'ec', 'cdep', 'gmpgc', 'sanas'), max_len=24, n_words=100, word_kinds=('ec', 'gmpgc', 'sanas'),
+                        search=dict(n_train=192, n_val=192, batch_size=32, epochs=2, C=8, layers=2, nodes=2),
+                        eval=dict(C=8, layers=2, epochs=4, n_train=768, batch_size=64, lr=0.05, auxiliary=False, cutout=0, drop_path=0.0)),
         'explanation': dict(ec=dict(), cdep=dict(), gmpgc=dict(), sub_batch=8),
     },
     'paper': {
@@ -274,7 +286,13 @@ PRESETS: dict[str, dict[str, dict]] = {
                     transfer_eval=dict(C=48, layers=14, epochs=250, lr=0.5),
                     search=dict(C=16, layers=8, nodes=4, epochs=50, batch_size=64), eval=dict()),
         'sanas': dict(gamma=2.0, eps=0.03, step_size=2/255, pgd_steps=7, every=dict(w1=1, delta=3, w2=3, alpha=5),   # L1565, supplement A.4, Table 7
-                      reweighting='product', saliency='aa', mode='end_to_end', mtl_weights=(1.0, 0.5, 1.0), random_start=True),
+                      reweighting='product', saliency='aa', mode='end_to_end', mtl_weights=(1.0, 0.5, 1.0), random_start=True,
+                      audience=None, explainer_in_alpha=True),   # §4.6: W2 an audience model (torchvision); Table 4.11: A from the audience's loss only
+        'text': dict(embed_dim=128, tau=(1.0, 0.1), smoothing=0.1, w_lr=0.02, a_lr=3e-4, a_wd=1e-3, max_vocab=30000, min_freq=2),
+        'ch4text': dict(seeds=tuple(range(5)), datasets=('sst2', 'mrpc', 'qqp', 'mnli', 'qnli', 'rte'), base='darts2nd',
+                        kinds=('plain', 'ec', 'cdep', 'gmpgc', 'sanas'), max_len=64, n_words=872, word_kinds=('ec', 'gmpgc', 'sanas'),
+                        search=dict(n_train=None, n_val=None, batch_size=128, epochs=10, C=128, layers=3, nodes=3),
+                        eval=dict(C=128, layers=3, epochs=20, n_train=None, batch_size=128, lr=0.02, auxiliary=False, cutout=0, drop_path=0.0)),
         'explanation': dict(ec=dict(), cdep=dict(), gmpgc=dict(), sub_batch=None),
     },
 }

@@ -14,8 +14,9 @@ from torch import nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['PRIMITIVES', 'NB201_PRIMITIVES', 'OPS', 'SPACES', 'ReLUConvBN', 'DilConv', 'SepConv', 'Identity', 'Zero', 'Noise',
-           'FactorizedReduce', 'make_op', 'cell_edges', 'SearchSpace', 'uniform_space', 'get_space']
+__all__ = ['PRIMITIVES', 'NB201_PRIMITIVES', 'OPS', 'TEXT_PRIMITIVES', 'SPACES', 'ReLUConvBN', 'DilConv', 'SepConv', 'Identity',
+           'Zero', 'Noise', 'FactorizedReduce', 'make_op', 'TextConv', 'cell_edges', 'SearchSpace', 'uniform_space',
+           'get_space']
 
 # %% ../nbs/04_ops.ipynb #77973499
 PRIMITIVES = ('none', 'max_pool_3x3', 'avg_pool_3x3', 'skip_connect',
@@ -110,6 +111,36 @@ def make_op(name: str, C: int, stride: int = 1, affine: bool = True, search: boo
     if not isinstance(C, int) or C < 1: raise ValueError(f"channel count must be a positive int, got {C!r}")
     return OPS[name](C, stride, affine, search)
 
+# %% ../nbs/04_ops.ipynb #d7898e19
+TEXT_PRIMITIVES = ('none', 'skip_connect', 'conv1d_3', 'conv1d_5', 'conv1d_7', 'dil_conv1d_3', 'dil_conv1d_5', 'dil_conv1d_7',
+                   'max_pool1d_3', 'avg_pool1d_3')
+
+class TextConv(nn.Sequential):
+    "ReLU - Conv(1×k, SAME padding, `dilation` along the sentence) - BN on `(N, C, 1, L)` token features."
+    def __init__(self, C_in, C_out, kernel_size, dilation=1, affine=True):
+        super().__init__(nn.ReLU(inplace=False),
+                         nn.Conv2d(C_in, C_out, (1, kernel_size), padding=(0, dilation * (kernel_size - 1) // 2),
+                                   dilation=(1, dilation), bias=False),
+                         nn.BatchNorm2d(C_out, affine=affine))
+
+def _text_op(build):
+    def make(C, stride, affine, search):
+        if stride != 1: raise ValueError(f"text operations keep the sentence length: stride must be 1, got {stride!r} "
+                                         f"(a text network has no reduction cells)")
+        return build(C, affine, search)
+    return make
+
+def _pool1d(kind, C, search):
+    p = (nn.MaxPool2d((1, 3), stride=1, padding=(0, 1)) if kind == 'max'
+         else nn.AvgPool2d((1, 3), stride=1, padding=(0, 1), count_include_pad=False))
+    return nn.Sequential(p, nn.BatchNorm2d(C, affine=False)) if search else p
+
+for _k in (3, 5, 7):
+    OPS[f'conv1d_{_k}'] = _text_op(lambda C, affine, search, k=_k: TextConv(C, C, k, 1, affine))
+    OPS[f'dil_conv1d_{_k}'] = _text_op(lambda C, affine, search, k=_k: TextConv(C, C, k, 2, affine))
+OPS['max_pool1d_3'] = _text_op(lambda C, affine, search: _pool1d('max', C, search))
+OPS['avg_pool1d_3'] = _text_op(lambda C, affine, search: _pool1d('avg', C, search))
+
 # %% ../nbs/04_ops.ipynb #96c28c89
 def cell_edges(n_nodes: int, n_inputs: int = 2) -> list[tuple[int, int]]:
     "The `(src, dst)` pairs of a cell, in DARTS order."
@@ -196,10 +227,12 @@ SPACES: dict[str, SearchSpace] = {
     's4': uniform_space('s4', ('noise', 'sep_conv_3x3'), description='R-DARTS S4: sep_conv_3x3 and noise'),
     'nb201': uniform_space('nb201', NB201_PRIMITIVES, n_nodes=3, n_inputs=1, discretize='argmax',
                            description='NAS-Bench-201 cell: 4 nodes, 6 edges, 5 operations, every edge kept'),
+    'text': uniform_space('text', TEXT_PRIMITIVES, n_nodes=3,
+                          description='thesis §4.4.2 / AdaBERT: 1-D (dilated) convolutions k = 3, 5, 7, pooling, identity, zero'),
 }
 
 def get_space(name: str | SearchSpace, n_nodes: int | None = None) -> SearchSpace:
-    "A search space by name (`darts`, `s1`–`s4`, `nb201`), optionally with another number of intermediate nodes."
+    "A search space by name (`darts`, `s1`–`s4`, `nb201`, `text`), optionally with another number of intermediate nodes."
     if isinstance(name, SearchSpace): sp = name
     else:
         key = str(name).lower()

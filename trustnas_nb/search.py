@@ -76,18 +76,21 @@ def get_method(name: str | Method) -> Method:
     return METHODS[name]
 
 # %% ../nbs/09_search.ipynb #f04dddb9
-_EMBEDDED = ('digits', 'objects10', 'cluttered_digits')
+_EMBEDDED = ('digits', 'objects10', 'cluttered_digits', 'brain_mri')
 _NORMALIZE = {'cifar10': ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
               'cifar100': ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))}
 
 def _tensors(name, split, seed, image_size, n):
+    from trustnas_nb.textnas import is_text_dataset, text_tensors
+    if is_text_dataset(name):                           # token ids (N, L) or (N, 2, L); "channels" = the vocabulary size
+        return text_tensors(name, split, seed, n, max_len=image_size)   # for text, the `image_size` field is the sentence length
     if name in _EMBEDDED:                               # embedded stand-ins: digits (MNIST), objects10 (CIFAR-10)
         from trustnas_nb.datasets import get_dataset
         ds = get_dataset(name, split, seed=seed, **_embedded_size(name, image_size))
         return ds.x[:n], ds.y[:n], ds.num_classes, ds.x.shape[1]
     from trustnas_nb.loaders import get_real_dataset
     real_split = ('val' if name == 'imagenet' else 'test') if split == 'test' else 'train'   # ImageNet's test labels are not public
-    ds = get_real_dataset(name, split=real_split)
+    ds = get_real_dataset(name, split=real_split, **({'image_size': image_size} if name == 'brain_tumor_mri' else {}))
     idx = np.arange(len(ds))
     if split != 'test':
         rng = np.random.default_rng(derive_seed(seed, 'search-split'))
@@ -107,8 +110,10 @@ def _embedded_size(name, image_size):
     return dict(canvas_size=image_size, digit_size=max(4, round(image_size * 12 / 32)), fragment_size=max(1, round(image_size * 6 / 32)))
 
 def evidence_masks(name, split, seed, image_size, n):
-    "The ground-truth evidence masks (N, 1, H, W) of an embedded dataset that has them (cluttered digits, objects10), else None."
-    if name not in ('cluttered_digits', 'objects10'): return None
+    "The ground-truth evidence masks (N, 1, H, W) of an embedded dataset that has them (cluttered digits, objects10, brain MRI, the text stand-ins), else None."
+    from trustnas_nb.textnas import is_text_dataset, text_evidence_masks
+    if is_text_dataset(name): return text_evidence_masks(name, split, seed, n, max_len=image_size)
+    if name not in ('cluttered_digits', 'objects10', 'brain_mri'): return None
     from trustnas_nb.datasets import get_dataset
     return get_dataset(name, split, seed=seed, **_embedded_size(name, image_size)).mask[:n]
 
@@ -189,10 +194,25 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
     from tqdm.auto import tqdm
     from trustnas_nb.supernet import (build_supernet, perturb_alpha_random, perturb_alpha_adv, sdarts_epsilon,
                                       hc_temperature, pdarts_skip_dropout)
+    from trustnas_nb.textnas import is_text_dataset, build_text_supernet, one_hot_tokens, gumbel_relax, gumbel_temperature
     train_dl, val_dl, nc, ch = search_data(P, seed, batch_size, with_index=method.saliency is not None)
-    build = lambda in_ch: build_supernet(space, C=P['C'], num_classes=nc, layers=layers, in_channels=in_ch, pc_k=pc_k,
-                                         edge_norm=method.partial_channels, gates=method.gates, skip_dropout=skip_dropout).to(dev)
+    text = is_text_dataset(P['dataset'])
+    if text:                                            # §4.4.2: the 1-D text space; `ch` is the vocabulary size
+        pair = train_dl.dataset.tensors[0].dim() == 3
+        build = lambda in_ch: build_text_supernet(ch, nc, C=P['C'], layers=layers, embed_dim=M['text']['embed_dim'], pair=pair,
+                                                  space=space, pc_k=pc_k, edge_norm=method.partial_channels, gates=method.gates,
+                                                  skip_dropout=skip_dropout).to(dev)
+    else:
+        build = lambda in_ch: build_supernet(space, C=P['C'], num_classes=nc, layers=layers, in_channels=in_ch, pc_k=pc_k,
+                                             edge_norm=method.partial_channels, gates=method.gates, skip_dropout=skip_dropout).to(dev)
     net = build(ch)
+    # text under a saliency method: one-hot columns (N, V, rows, L), so input gradients exist; SANAS' training batches are
+    # Gumbel-softmax samples (§4.4.2, L1750) at a temperature annealed over the search
+    prep_t = prep_v = None
+    if text and method.saliency is not None:
+        g_gumbel = torch.Generator().manual_seed(derive_seed(seed, 'gumbel'))
+        prep_v = lambda x: one_hot_tokens(x, ch)
+        prep_t = (lambda x: gumbel_relax(x, ch, state['tau'], M['text']['smoothing'], generator=g_gumbel)) if method.saliency == 'sanas' else prep_v
     if method.saliency in ('ec', 'cdep', 'gmpgc'):    # GMPGC: global max pooling in place of global average pooling
         from trustnas_nb.explanation_reg import prepare_model
         prepare_model(method.saliency, net)
@@ -235,7 +255,7 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
         return loss
     w_level = Level('w', dict(net.named_weights()), w_loss, w_opt, weight_decay_unroll=wd, grad_clip=5.0)
     a_level = Level('alpha', dict(net.named_arch_parameters()), a_loss, a_opt)
-    state = {'eps': 0.0, 'ctx': None, 'batch': None}
+    state = {'eps': 0.0, 'ctx': None, 'batch': None, 'tau': M['text']['tau'][0]}
     def before(prob, name):
         if name != 'w' or method.perturb is None: return
         if method.perturb == 'random': delta = perturb_alpha_random(net, state['eps'])
@@ -251,14 +271,23 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
         from trustnas_nb.sanas import SanasChain
         from trustnas_nb.saliency import reweighted_channels
         torch.manual_seed(derive_seed(seed, 'sanas-w2'))           # W2: same shape as W1, different values (L1494)
-        net2 = build(reweighted_channels(ch, sanas['reweighting']))
-        w2_opt = torch.optim.SGD(net2.weights(), lr=w_lr or P['w_lr'], momentum=P['w_momentum'], weight_decay=wd)
+        if sanas.get('audience') is not None:           # §4.6: the audience, a torchvision model learning from the explanations
+            if text: raise ValueError("an audience model (§4.6) takes images; text SANAS uses a second text supernet (audience=None)")
+            from trustnas_nb.sanas import audience_model
+            net2 = audience_model(sanas['audience'], ch, nc).to(dev)
+        else:
+            if text and sanas['reweighting'] == 'concat':
+                raise ValueError("reweighting 'concat' stacks δ as extra image channels; text inputs take 'product', 'add', 'abs' or 'none'")
+            net2 = build(reweighted_channels(ch, sanas['reweighting']))
+        w2_opt = torch.optim.SGD(net2.weights() if hasattr(net2, 'weights') else net2.parameters(), lr=w_lr or P['w_lr'],
+                                 momentum=P['w_momentum'], weight_decay=wd)
         sched2 = torch.optim.lr_scheduler.CosineAnnealingLR(w2_opt, float(epochs), eta_min=min(0.001, w_lr or P['w_lr']))
         xt = train_dl.dataset.tensors[0]
         sanas = dict(sanas)
         if P['dataset'] in _NORMALIZE:      # ε and the PGD step are pixel units (Table 7); the real CIFARs arrive normalized
             sd = float(np.mean(_NORMALIZE[P['dataset']][1])); sanas.update(eps=sanas['eps'] / sd, step_size=sanas['step_size'] / sd)
-        chain = SanasChain(net, net2, w_opt, w2_opt, a_opt, sanas, len(xt), (train_dl.batch_size, *xt.shape[1:]),
+        shape = tuple(prep_v(xt[:1]).shape[1:]) if text else tuple(xt.shape[1:])
+        chain = SanasChain(net, net2, w_opt, w2_opt, a_opt, sanas, len(xt), (train_dl.batch_size, *shape),
                            hypergradient=method.hypergradient, weight_decay=wd, grad_clip=5.0,
                            extra_alpha_loss=(lambda: net.pr_regularizer(*lam)) if method.gates == 'hard_concrete' else None,
                            seed=seed, device=dev)
@@ -274,6 +303,7 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
     for ep in bar:
         t0 = time.perf_counter()
         state['eps'] = sdarts_epsilon(ep, epochs, eps_max=eps1, eps_min=eps0)
+        state['tau'] = gumbel_temperature(ep, epochs, *M['text']['tau'])
         for nt in ([net] if chain is None else [net, chain.net2]):
             if method.gates == 'hard_concrete': nt.set_temperature(hc_temperature(ep, epochs, tau0, tau1))
             if skip_dropout > 0: nt.set_skip_dropout(pdarts_skip_dropout(skip_dropout, ep, epochs, warmup))
@@ -283,6 +313,7 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
         for step, (bt, bv) in enumerate(zip(train_dl, val_dl)):
             if P['max_steps'] is not None and step >= P['max_steps']: break
             bt = tuple(t.to(dev) for t in bt); bv = (bv[0].to(dev), bv[1].to(dev))
+            if prep_t is not None: bt = (prep_t(bt[0]).to(dev), *bt[1:]); bv = (prep_v(bv[0]).to(dev), bv[1])
             state['batch'] = bt[:2]
             ts = time.perf_counter()
             if chain is not None:
@@ -363,7 +394,7 @@ def run_search(method: str | Method = 'darts_2nd', space: str | SearchSpace = 'd
         from trustnas_nb.dsrna import robnet_search
         return robnet_search(space, scale=scale, seed=seed, device=device, progress=progress, **overrides)
     P = preset(scale, 'search').replace(**overrides) if overrides else preset(scale, 'search')
-    M = {g: preset(scale, g) for g in ('pcdarts', 'pdarts', 'prdarts', 'sdarts', 'darts_es', 'rdarts_l2')}
+    M = {g: preset(scale, g) for g in ('pcdarts', 'pdarts', 'prdarts', 'sdarts', 'darts_es', 'rdarts_l2', 'text')}
     sp = get_space(space, P['nodes']) if get_space(space).uniform else get_space(space)
     dev = get_device(device)
     seed_everything(seed)
@@ -374,6 +405,10 @@ def run_search(method: str | Method = 'darts_2nd', space: str | SearchSpace = 'd
         kw.update(warmup=pc['warmup_epochs'], w_lr=pc['w_lr'], a_lr=pc['a_lr'], batch_size=pc['batch_size'], pc_k=pc['pc_k'])
     if m.gates == 'hard_concrete':
         kw.update(batch_size=M['prdarts']['batch_size'])
+    from trustnas_nb.textnas import is_text_dataset
+    if is_text_dataset(P['dataset']):                  # §4.4.2 (L1772): SGD 2e-2 (cosine), Adam 3e-4 with weight decay 1e-3
+        if get_space(space).name != 'text': raise ValueError(f"dataset {P['dataset']!r} is text: search the 'text' space, not {get_space(space).name!r}")
+        kw.update(w_lr=M['text']['w_lr'], a_wd=M['text']['a_wd'], **({} if m.progressive else dict(a_lr=M['text']['a_lr'])))
     if m.robust: kw.update(_dsrna_settings(m, scale, P, seed, robust))
     elif robust: raise ValueError(f"robust= applies to the DSRNA methods only, not to {m.name!r}")
     if m.saliency == 'sanas':

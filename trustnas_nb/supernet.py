@@ -259,7 +259,7 @@ class SuperNet(nn.Module):
                  n_nodes: int | None = None, in_channels: int = 3, stem_multiplier: int = 3, pc_k: int = 1,
                  edge_norm: bool = False, gates: str = 'softmax', skip_dropout: float = 0.0,
                  temperature: float = 2 / 3, hc_limits: tuple[float, float] = (-0.1, 1.1), gate_topk: int | None = None,
-                 fast: bool = True, channels_last: bool = True, bn_mode: str = 'batch'):
+                 fast: bool = True, channels_last: bool = True, bn_mode: str = 'batch', reductions: Sequence[int] | None = None):
         super().__init__()
         self.space = sp = get_space(space, n_nodes)
         for nm, v in (('C', C), ('num_classes', num_classes), ('layers', layers), ('in_channels', in_channels),
@@ -275,7 +275,11 @@ class SuperNet(nn.Module):
         if not float(temperature) > 0: raise ValueError(f"temperature must be > 0, got {temperature!r}")
         self.temperature = float(temperature)
         self.bn_mode, self._delta = 'batch', None
-        reductions = {layers // 3, 2 * layers // 3}
+        if reductions is None: reductions = {layers // 3, 2 * layers // 3}        # DARTS: at 1/3 and 2/3 of the depth
+        else:
+            bad = [r for r in reductions if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r < layers]
+            if bad: raise ValueError(f"reductions must be cell indices in [0, {layers}), got {list(reductions)!r}")
+            reductions = set(reductions)          # e.g. () for text networks, whose cells keep the sentence length
         self.cells = nn.ModuleList()
         if sp.n_inputs == 2:
             Cs = stem_multiplier * C
@@ -434,21 +438,26 @@ def __check_weights(self, weights):
 def _forward(self, x, weights: Mapping | None = None):
     "Logits for images `x`; `weights` (`{kind: W or (W, B)}`) overrides the mixing weights for this call."
     if x.dim() != 4: raise ValueError(f"expected images of shape (N, C, H, W), got shape {tuple(x.shape)}")
+    if self.channels_last:
+        try: x = x.contiguous(memory_format=torch.channels_last)
+        except RuntimeError: pass                # layouts cannot be changed inside torch.func.vmap
+    s = self.stem(x)
+    return self.classifier(self.global_pooling(self.run_cells(s, s, weights)).flatten(1))
+
+@_patch
+def _run_cells(self, s0, s1, weights: Mapping | None = None):
+    "The cells on the stem's outputs `s0`, `s1` (the same tensor for images; text pairs feed one sentence to each): the last cell's output after `lastact`."
     wts = self.arch_weights() if weights is None else self._check_weights(weights)
     skips = {}
     if self.fast and (self.gates != 'softmax' or weights is not None or self._delta is not None):
         skips = {k: W.detach().eq(0).tolist() for k, (W, _) in wts.items()}
-    if self.channels_last:
-        try: x = x.contiguous(memory_format=torch.channels_last)
-        except RuntimeError: pass                # layouts cannot be changed inside torch.func.vmap
-    s0 = s1 = self.stem(x)
     for cell in self.cells:
         if not isinstance(cell, SearchCell): s0 = s1 = cell(s1); continue
         W, B = wts['reduce' if cell.reduction else 'normal']
         out = (cell(s0, s1, W, B, skips.get('reduce' if cell.reduction else 'normal')) if self.fast
                else cell.forward_reference(s0, s1, W, B))
         s0, s1 = s1, out
-    return self.classifier(self.global_pooling(self.lastact(s1)).flatten(1))
+    return self.lastact(s1)
 
 @_patch
 def _loss(self, x, y, weights=None):
