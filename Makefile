@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: reproduce test pytest nbtest nb venv dev bench bench-bounds bench-dsrna bench-sanas clean-outputs
+.PHONY: reproduce test pytest nbtest nb venv dev bench bench-bounds bench-dsrna bench-sanas bench-text clean-outputs
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,9 @@ bench-dsrna: $(VENV)/.base-installed
 # SANAS: one search iteration amortized over its update schedule against second-order DARTS (run alone)
 bench-sanas: $(VENV)/.base-installed
 	$(PY) benchmarks/bench_iteration.py --suite sanas
+
+bench-text: $(VENV)/.base-installed
+	$(PY) benchmarks/bench_iteration.py --suite text
 
 clean-outputs:
 	rm -rf outputs/ci outputs/cpu outputs/paper outputs/REPORT.md

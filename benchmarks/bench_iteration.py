@@ -5,6 +5,8 @@
 * `--suite sanas` (thesis §4.7 "efficiency", supplement A.4): a SANAS-darts2nd iteration *amortized over its update
   schedule* (A every 5 mini-batches, W2 and δ every 3, W1 every one: the mean over one period of 15 iterations),
   results_sanas.md. The thesis: 4.6 vs 4.0 GPU-days (Table 4.1); target <= 1.5x time.
+* `--suite text` (thesis §4.4.2): the same comparison on the 1-D text space and the embedded sentiment sentences
+  (SANAS on Gumbel-softmax relaxed one-hot columns vs plain second-order DARTS on token ids), results_text.md.
 
 The DSRNA suite:
 
@@ -47,6 +49,11 @@ SUITES = {   # modes, time targets (x DARTS 2nd), memory target, iterations, sta
     'sanas': dict(modes=('darts_2nd', 'sanas_darts2nd'), targets={'sanas_darts2nd': 1.5}, mem=2.0, steps=16, stat='mean',
                   title='SANAS search-iteration benchmark',
                   thesis='Thesis (Table 4.1, GPU-days on a 1080Ti): Darts2nd 4.0, SANAS-darts2nd (Ours-darts2nd) 4.6 (1.15x).'),
+    'text': dict(modes=('darts_2nd', 'sanas_darts2nd'), targets={'sanas_darts2nd': 1.5}, mem=2.0, steps=16, stat='mean',
+                 title='Text SANAS search-iteration benchmark', space='text', dataset='sentiment',
+                 full=dict(C=32, layers=3, nodes=3, image=24, batch=64),
+                 thesis='The thesis gives no search cost for text (Table 4.6 reports inference speed-ups only); the image rows '
+                        'of Table 4.1 put SANAS at 1.15x DARTS (2nd).'),
 }
 MODES = tuple(dict.fromkeys(m for S in SUITES.values() for m in S['modes']))
 FULL = dict(C=16, layers=8, nodes=4, image=32, batch=64)
@@ -58,7 +65,7 @@ def parse(argv=None):
     p.add_argument('--suite', default='dsrna', choices=sorted(SUITES))
     p.add_argument('--modes', default=None, help="comma-separated modes (default: the suite's)")
     for k in ('C', 'layers', 'nodes', 'image', 'batch', 'steps'): p.add_argument(f'--{k}', type=int, default=None)
-    p.add_argument('--dataset', default='objects10', help='embedded dataset of the inputs (default objects10)')
+    p.add_argument('--dataset', default=None, help="embedded dataset of the inputs (default: the suite's, objects10 for images)")
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--timeout', type=float, default=1800)
     p.add_argument('--out', default=None)
@@ -67,8 +74,11 @@ def parse(argv=None):
     a = p.parse_args(argv)
     if a.child: return a
     S = SUITES[a.suite]
-    full = dict(FULL, steps=S['steps'], out=str(HERE/f'results_{a.suite}.md'))
-    for k, v in (QUICK if a.quick else full).items():
+    full = dict(FULL, **S.get('full', {}), steps=S['steps'], out=str(HERE/f'results_{a.suite}.md'))
+    if a.dataset is None: a.dataset = S.get('dataset', 'objects10')
+    a.space = S.get('space', 'darts')
+    quick = dict(QUICK, image=24) if S.get('space') == 'text' else QUICK      # the sentiment sentences need >= 20 tokens
+    for k, v in (quick if a.quick else full).items():
         if getattr(a, k) is None: setattr(a, k, v)
     a.modes = [m.strip() for m in (a.modes or ','.join(S['modes'])).split(',') if m.strip()]
     bad = [m for m in a.modes if m not in MODES]
@@ -92,7 +102,7 @@ def child(mode, c):
     if mode == 'pcdarts':
         import trustnas_nb.core as core      # the paper preset's PC-DARTS warm-up would freeze α for the whole epoch
         core.PRESETS['paper']['pcdarts'] = dict(core.PRESETS['paper']['pcdarts'], warmup_epochs=0, batch_size=c['batch'])
-    r = run_search(mode, 'darts', scale='paper', seed=0, progress=False, **over, **kw)
+    r = run_search(mode, c.get('space', 'darts'), scale='paper', seed=0, progress=False, **over, **kw)
     st = r.history[-1]['step_seconds']
     res = dict(mode=mode, steps=st, total_s=time.perf_counter() - t0, peak_rss=_peak_rss_bytes(),
                supernet_params=r.supernet_params, threads=torch.get_num_threads())
@@ -102,7 +112,7 @@ def child(mode, c):
     print(TAG + json.dumps(res), flush=True)
 
 def run_mode(a, mode):
-    cfg = json.dumps({k: getattr(a, k) for k in ('C', 'layers', 'nodes', 'image', 'batch', 'steps', 'threads', 'dataset')})
+    cfg = json.dumps({k: getattr(a, k) for k in ('C', 'layers', 'nodes', 'image', 'batch', 'steps', 'threads', 'dataset', 'space')})
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
     try:
         p = subprocess.run([sys.executable, __file__, '--child', mode, '--cfg', cfg], capture_output=True, text=True,
@@ -133,8 +143,11 @@ def table(a, res) -> str:
         f"# {S['title']}", '',
         f'Produced by `benchmarks/bench_iteration.py --suite {a.suite}` on {datetime.now(timezone.utc).isoformat(timespec="seconds")}, '
         f'{_cpu_model()}, {a.threads} threads, torch {__import__("torch").__version__}, Python {platform.python_version()}.', '',
-        f'Configuration: space darts, supernet C={a.C}, {a.layers} cells, {a.nodes} nodes, inputs 3×{a.image}×{a.image} '
-        f'({a.dataset}), batch {a.batch} for every method, {a.steps} iterations per mode (the first is the warm-up, which '
+        f'Configuration: space {a.space}, supernet C={a.C}, {a.layers} cells, {a.nodes} nodes, '
+        + (f'inputs 3×{a.image}×{a.image} ({a.dataset})' if a.space != 'text' else
+           f"sentences of {a.image} tokens ({a.dataset}; the `paper` preset's text settings: embedding "
+           f"{__import__('trustnas_nb.core', fromlist=['preset']).preset('paper', 'text')['embed_dim']}; a smaller supernet than the paper's, for a CPU)")
+        + f', batch {a.batch} for every method, {a.steps} iterations per mode (the first is the warm-up, which '
         + (f"for CB includes the torch.export trace); CB: `{extra.get('cb_method', '?')}` on the first {extra.get('cb_batch', '?')} "
            f"validation inputs of the batch; Jacobian: {extra.get('n_proj', '?')} projection(s). One iteration = the α update "
            'and the w update of `MLOProblem.step`, timed by the driver.' if a.suite == 'dsrna' else

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from trustnas_nb.loaders import (REAL_DATASETS, BRAIN_TUMOR_CLASSES, CIFAR10_CLASSES, ISIC_CLASSES, DatasetFormatError,
-                                 DatasetNotFoundError, expected_layout, get_real_dataset, read_idx, write_fixture, write_idx)
+from trustnas_nb.loaders import (REAL_DATASETS, BRAIN_TUMOR_CLASSES, CIFAR10_CLASSES, GLUE_CLASSES, GLUE_TASKS, ISIC_CLASSES,
+                                 DatasetFormatError, DatasetNotFoundError, TextDataset, TextPairDataset, expected_layout,
+                                 get_real_dataset, read_idx, write_fixture, write_idx)
 
 torch.set_num_threads(1)
 
@@ -267,6 +268,212 @@ def test_sst2(root, tmp_path):
     assert ds.sentences == ['it \'s a "great" film ', '" dull'] and ds[0] == (['it', "'s", 'a', '"great"', 'film'], 1)
     with pytest.raises(ValueError, match='image_size'): get_real_dataset('sst2', tmp_path, image_size=32)
 
+
+
+# ---------------------------------------------------------------- GLUE sentence-pair tasks (Table 4.6)
+# What GLUE's own files look like, written out here independently of the loader's tables:
+# task -> (folder, {split: file}, {split: header line}, the two sentence columns, label column, label codes, classes)
+_STD_FILES = {'train': 'train.tsv', 'val': 'dev.tsv', 'test': 'test.tsv'}
+_MNLI = 'index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2'
+_MNLI_DEV = _MNLI + '\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label'
+GLUE_SPEC = {
+    'mrpc': ('MRPC', _STD_FILES, {'train': 'Quality\t#1 ID\t#2 ID\t#1 String\t#2 String', 'val': 'Quality\t#1 ID\t#2 ID\t#1 String\t#2 String',
+                                  'test': 'index\t#1 ID\t#2 ID\t#1 String\t#2 String'},
+             ('#1 String', '#2 String'), 'Quality', ('0', '1'), ('not_equivalent', 'equivalent')),
+    'qqp': ('QQP', _STD_FILES, {'train': 'id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate',
+                                'val': 'id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate', 'test': 'id\tquestion1\tquestion2'},
+            ('question1', 'question2'), 'is_duplicate', ('0', '1'), ('not_duplicate', 'duplicate')),
+    'mnli': ('MNLI', {'train': 'train.tsv', 'val': 'dev_matched.tsv', 'val_mismatched': 'dev_mismatched.tsv',
+                      'test': 'test_matched.tsv', 'test_mismatched': 'test_mismatched.tsv'},
+             {'train': _MNLI + '\tlabel1\tgold_label', 'val': _MNLI_DEV, 'val_mismatched': _MNLI_DEV, 'test': _MNLI, 'test_mismatched': _MNLI},
+             ('sentence1', 'sentence2'), 'gold_label', ('contradiction', 'entailment', 'neutral'), ('contradiction', 'entailment', 'neutral')),
+    'qnli': ('QNLI', _STD_FILES, {'train': 'index\tquestion\tsentence\tlabel', 'val': 'index\tquestion\tsentence\tlabel',
+                                  'test': 'index\tquestion\tsentence'},
+             ('question', 'sentence'), 'label', ('entailment', 'not_entailment'), ('entailment', 'not_entailment')),
+    'rte': ('RTE', _STD_FILES, {'train': 'index\tsentence1\tsentence2\tlabel', 'val': 'index\tsentence1\tsentence2\tlabel',
+                                'test': 'index\tsentence1\tsentence2'},
+            ('sentence1', 'sentence2'), 'label', ('entailment', 'not_entailment'), ('entailment', 'not_entailment')),
+}
+PAIR_TASKS = list(GLUE_SPEC)
+
+
+def _read_tsv(path):
+    "A GLUE file read by hand: a header line, then one tab-separated row per line, nothing quoted."
+    lines = path.read_text(encoding='utf-8-sig').split('\n')
+    header = lines[0].split('\t')
+    return header, [dict(zip(header, l.split('\t'))) for l in lines[1:] if l]
+
+
+def test_glue_tasks_names_and_classes():
+    assert GLUE_TASKS == ('sst2', 'mrpc', 'qqp', 'mnli', 'qnli', 'rte') and set(GLUE_TASKS) <= set(REAL_DATASETS)
+    assert GLUE_CLASSES == {'sst2': ('negative', 'positive'), **{t: spec[-1] for t, spec in GLUE_SPEC.items()}}
+    assert GLUE_CLASSES['mnli'] == ('contradiction', 'entailment', 'neutral')              # GLUE's order, not HF datasets'
+    for t in PAIR_TASKS:
+        assert expected_layout(f'glue_{t}') == expected_layout(f'GLUE-{t}') == expected_layout(t)
+        folder, files = GLUE_SPEC[t][:2]
+        assert f'{folder}/' in expected_layout(t) and all(f in expected_layout(t) for f in files.values())
+
+
+@pytest.mark.parametrize('task', PAIR_TASKS)
+def test_glue_pair_round_trip(root, task):
+    folder, files, headers, (col_a, col_b), label, codes, classes = GLUE_SPEC[task]
+    for split, fname in files.items():
+        f = root/'glue'/folder/fname
+        assert f.read_text(encoding='utf-8').split('\n')[0] == headers[split]           # the fixture writes GLUE's header
+        header, rows = _read_tsv(f)
+        ds = get_real_dataset(task, root, split=split)
+        assert isinstance(ds, TextPairDataset) and not isinstance(ds, TextDataset)
+        assert (ds.name, ds.split, ds.root, ds.classes) == (task, split, root, list(classes))
+        assert len(ds) == len(rows) == 3*len(classes)                                  # n=3 rows per class and split
+        assert ds.sentences == [(r[col_a], r[col_b]) for r in rows]
+        assert all(isinstance(p, tuple) and len(p) == 2 for p in ds.sentences)
+        assert any('"' in s for p in ds.sentences for s in p)                           # bare quotes are text
+        if split.startswith('test'):
+            assert label not in header and ds.targets.tolist() == [-1]*len(rows)
+        else:
+            assert ds.targets.tolist() == [codes.index(r[label]) for r in rows]
+            assert Counter(ds.targets.tolist()) == {c: 3 for c in range(len(classes))}
+            assert [ds.classes[y] for y in ds.targets.tolist()] == [classes[codes.index(r[label])] for r in rows]
+        id_col = 'index' if 'index' in header else 'id' if 'id' in header else None
+        assert ds.ids == ([r[id_col] for r in rows] if id_col else None)
+        (a, b), y = ds[len(ds) - 1]
+        assert (a, b) == ds.sentences[-1] and y == int(ds.targets[-1]) and ds.y is ds.targets
+        assert ds.skipped_lines == [] and ds.num_classes == len(classes)
+
+
+def test_glue_unquoted_text(root):
+    "QQP's fixture has questions that open a quote and never close it: read unquoted, every line is one row."
+    f = root/'glue'/'QQP'/'train.tsv'
+    n_lines = len(f.read_text().splitlines())
+    ds = get_real_dataset('qqp', root)
+    assert len(ds) == n_lines - 1 and any(q.startswith('"') and q.count('"') == 1 for p in ds.sentences for q in p)
+    with open(f, newline='') as fh: quoted = list(csv.reader(fh, delimiter='\t'))   # csv's default quoting merges lines
+    assert len(quoted) < n_lines
+
+
+def test_mnli_splits_and_columns_by_name(root, tmp_path):
+    d = root/'glue'/'MNLI'
+    for alias, split, fname in (('dev_matched', 'val', 'dev_matched.tsv'), ('dev', 'val', 'dev_matched.tsv'),
+                                ('validation_mismatched', 'val_mismatched', 'dev_mismatched.tsv'),
+                                ('DEV_MISMATCHED', 'val_mismatched', 'dev_mismatched.tsv'), ('test_matched', 'test', 'test_matched.tsv'),
+                                ('test_mismatched', 'test_mismatched', 'test_mismatched.tsv')):
+        ds = get_real_dataset('multinli', root, split=alias)
+        _, rows = _read_tsv(d/fname)
+        assert ds.split == split and ds.sentences == [(r['sentence1'], r['sentence2']) for r in rows]
+    mm = {r['genre'] for r in _read_tsv(d/'dev_mismatched.tsv')[1]}
+    assert mm and mm.isdisjoint(r['genre'] for r in _read_tsv(d/'dev_matched.tsv')[1])   # matched vs mismatched genres
+    with pytest.raises(ValueError, match=r"'dev_mismatched'.*train, val, test"): get_real_dataset('rte', root, split='dev_mismatched')
+    with pytest.raises(ValueError, match='val_mismatched, test, test_mismatched'): get_real_dataset('mnli', root, split='dev_x')
+    # columns are found by name: reverse their order and let every annotator label disagree with gold_label
+    ref = get_real_dataset('mnli', root, split='val')
+    header, rows = _read_tsv(d/'dev_matched.tsv')
+    flip = {'contradiction': 'neutral', 'entailment': 'contradiction', 'neutral': 'entailment'}
+    for r in rows:
+        for k in range(1, 6): r[f'label{k}'] = flip[r['gold_label']]
+    out = tmp_path/'glue'/'MNLI'; out.mkdir(parents=True)
+    (out/'dev_matched.tsv').write_text('\n'.join('\t'.join(r[c] for c in header[::-1]) for r in [dict(zip(header, header))] + rows) + '\n')
+    ds = get_real_dataset('mnli', tmp_path, split='val')
+    assert ds.sentences == ref.sentences and torch.equal(ds.targets, ref.targets) and ds.ids == ref.ids
+
+
+def test_glue_pair_transform_and_batches(root):
+    ds = get_real_dataset('rte', root, split='val', transform=lambda p: ' [SEP] '.join(p))
+    assert ds[2][0] == ds.sentences[2][0] + ' [SEP] ' + ds.sentences[2][1] and ds[2][1] == int(ds.targets[2])
+    qnli = get_real_dataset('qnli', root)
+    (a, b), y = next(iter(torch.utils.data.DataLoader(qnli, batch_size=4)))
+    assert list(a) == [p[0] for p in qnli.sentences[:4]] and list(b) == [p[1] for p in qnli.sentences[:4]]
+    assert torch.equal(y, qnli.targets[:4])
+    with pytest.raises(ValueError, match='image_size does not apply to mrpc'): get_real_dataset('mrpc', root, image_size=32)
+    with pytest.raises(ValueError, match="'raise' or 'skip'"): get_real_dataset('qqp', root, malformed='ignore')
+    with pytest.raises(ValueError, match='pair'): TextPairDataset([('a', 'b', 'c')], [0], ['x', 'y'])
+    with pytest.raises(DatasetFormatError, match='2 sentence pairs but 1 labels'): TextPairDataset([('a', 'b')]*2, [0], ['x', 'y'])
+
+
+def _glue_error(task, root, **kw):
+    with pytest.raises(DatasetFormatError) as ei: get_real_dataset(task, root, **kw)
+    return str(ei.value)
+
+
+@pytest.mark.parametrize('task', PAIR_TASKS)
+def test_glue_pair_malformed_rows(root, tmp_path, task):
+    folder, _, headers, _, label, codes, classes = GLUE_SPEC[task]
+    _copy(root, tmp_path, 'glue')
+    f = tmp_path/'glue'/folder/'train.tsv'
+    lines = f.read_text().splitlines()
+    n = len(headers['train'].split('\t'))
+
+    def write(ls): f.write_text('\n'.join(ls) + '\n')
+    bad = list(lines); bad[2] = bad[2].rsplit('\t', 1)[0]                                  # line 3: one field short
+    write(bad)
+    msg = _glue_error(task, tmp_path)
+    assert f'{f}, line 3: {n - 1} tab-separated fields, expected {n}' in msg and headers['train'].replace('\t', '<TAB>') in msg
+    assert "malformed='skip'" in msg
+    ds = get_real_dataset(task, tmp_path, malformed='skip')                               # dropped on request, and recorded
+    assert len(ds) == len(lines) - 2 and ds.skipped_lines == [3]
+    assert ds.sentences == get_real_dataset(task, root).sentences[:1] + get_real_dataset(task, root).sentences[2:]
+    bad = list(lines); bad[3] += '\textra'                                                # line 4: one field too many
+    write(bad)
+    assert f'line 4: {n + 1} tab-separated fields, expected {n}' in _glue_error(task, tmp_path)
+    bad = ['', *lines[:2], '', *lines[2:]]                                                # blank lines are skipped ...
+    bad[0], bad[1] = lines[0], ''
+    write(bad)
+    assert len(get_real_dataset(task, tmp_path)) == len(lines) - 1
+    bad[5] = bad[5].rsplit('\t', 1)[0]                                                    # ... and still counted
+    write(bad)
+    assert f'{f}, line 6:' in _glue_error(task, tmp_path)
+    header = lines[0].split('\t')
+    row = lines[1].split('\t'); row[header.index(label)] = 'maybe'                        # line 2: an unknown label
+    write([lines[0], '\t'.join(row), *lines[2:]])
+    for kw in ({}, {'malformed': 'skip'}):                                                # never skipped
+        msg = _glue_error(task, tmp_path, **kw)
+        assert f"{f}, line 2: label 'maybe' in column {label!r}; expected one of {', '.join(codes)}" in msg
+        assert all(c in msg for c in classes)
+    renamed = [h + '_x' if h == label else h for h in header]                             # line 1: no label column
+    write(['\t'.join(renamed), *lines[1:]])
+    msg = _glue_error(task, tmp_path)
+    assert f"{f}, line 1: the header has no column {label!r}" in msg and headers['train'].replace('\t', '<TAB>') in msg
+    f.write_text('')
+    assert 'no header line' in _glue_error(task, tmp_path)
+    # the test file needs its sentence columns too
+    t = tmp_path/'glue'/folder/GLUE_SPEC[task][1]['test']
+    col_a = GLUE_SPEC[task][3][0]
+    head, *body = t.read_text().split('\n')
+    t.write_text('\n'.join(['\t'.join('text' if h == col_a else h for h in head.split('\t')), *body]))
+    assert f"{t}, line 1: the header has no column {col_a!r}" in _glue_error(task, tmp_path, split='test')
+
+
+def test_mrpc_byte_order_mark(root, tmp_path):
+    "MRPC's train/dev files keep the header of Microsoft's file, which may start with a UTF-8 byte-order mark."
+    _copy(root, tmp_path, 'glue')
+    f = tmp_path/'glue'/'MRPC'/'train.tsv'
+    f.write_bytes(b'\xef\xbb\xbf' + f.read_bytes())
+    ds, ref = get_real_dataset('mrpc', tmp_path), get_real_dataset('mrpc', root)
+    assert ds.sentences == ref.sentences and torch.equal(ds.targets, ref.targets)
+
+
+@pytest.mark.parametrize('task', PAIR_TASKS)
+def test_glue_pair_missing_files(root, tmp_path, task):
+    folder, files = GLUE_SPEC[task][:2]
+    _copy(root, tmp_path, 'glue')
+    (tmp_path/'glue'/folder/files['val']).unlink()
+    with pytest.raises(DatasetNotFoundError) as ei: get_real_dataset(task, tmp_path, split='val')
+    msg = str(ei.value)
+    assert f"missing file {tmp_path/'glue'/folder/files['val']}" in msg and expected_layout(task, tmp_path) in msg
+    assert ei.value.dataset == task and 'never downloads' in msg
+    assert len(get_real_dataset(task, tmp_path)) == len(get_real_dataset(task, root))         # the other splits still load
+    if task == 'mnli':
+        (tmp_path/'glue'/'MNLI'/'test_mismatched.tsv').unlink()
+        assert len(get_real_dataset('mnli', tmp_path, split='test')) == 9
+        with pytest.raises(DatasetNotFoundError, match='test_mismatched.tsv'): get_real_dataset('mnli', tmp_path, split='test_mismatched')
+
+
+def test_glue_fixture_size_and_seed(tmp_path):
+    d = write_fixture('mnli', tmp_path/'a', n=1, seed=5)
+    assert d == tmp_path/'a'/'glue'/'MNLI' and sorted(p.name for p in d.iterdir()) == sorted(GLUE_SPEC['mnli'][1].values())
+    assert all(len(get_real_dataset('mnli', tmp_path/'a', split=s)) == 3 for s in GLUE_SPEC['mnli'][1])
+    write_fixture('mnli', tmp_path/'b', n=1, seed=5); write_fixture('mnli', tmp_path/'c', n=1, seed=6)
+    read = lambda r: (r/'glue'/'MNLI'/'dev_matched.tsv').read_bytes()
+    assert read(tmp_path/'a') == read(tmp_path/'b') != read(tmp_path/'c')
 
 # ---------------------------------------------------------------- errors and the entry point
 @pytest.mark.parametrize('name', REAL_DATASETS)

@@ -164,3 +164,31 @@ def test_text_run_row(tmp_path):
     assert row2['acc'] == row['acc'] and row2['genotype'] == row['genotype']
     with pytest.raises(ValueError, match='unknown Table 4.6 row kind'): text_run('bert', 0, 'ci', 'sentiment')
     with pytest.raises(ValueError, match='not a text dataset'): text_run('plain', 0, 'ci', 'objects10')
+
+
+@pytest.mark.parametrize('task', ['sst2', 'mrpc', 'mnli'])
+def test_glue_tasks_reach_the_driver_from_their_tsv_files(task, tmp_path, monkeypatch):
+    "A GLUE task written in its real TSV layout is tokenized with a training-split vocabulary and searched."
+    from trustnas_nb.loaders import write_fixture, get_real_dataset
+    import trustnas_nb.textnas as T
+    write_fixture(task, tmp_path, n=4)
+    monkeypatch.setenv('TRUSTNAS_DATA_ROOT', str(tmp_path))
+    monkeypatch.setattr(T, '_GLUE_CACHE', {})
+    x, y, nc, v = text_tensors(task, 'train', 0, None, max_len=12)
+    tr = get_real_dataset(task, split='train')
+    assert len(x) == len(tr) and nc == len(tr.classes)
+    assert x.shape[1:] == ((12,) if task == 'sst2' else (2, 12)) and int(x.max()) < v
+    # 'train' is the whole training split in a seeded order: the same (ids, label) rows as encoding the file directly
+    from trustnas_nb.datasets import Vocab
+    vocab = T.text_vocab(task, 0, 12)
+    enc = lambda s: vocab.encode(Vocab.tokenize(s)[:12], bos=False, eos=False, max_len=12)
+    want = sorted((str([enc(s)] if isinstance(s, str) else [enc(a) for a in s]), int(t)) for s, t in zip(tr.sentences, tr.targets))
+    got = sorted((str([r.tolist()] if r.dim() == 1 else r.tolist()), int(t)) for r, t in zip(x, y))
+    assert got == want
+    assert vocab.itos[:4] == ['<pad>', '<bos>', '<eos>', '<unk>']
+    xs, ys, _, _ = text_tensors(task, 'test', 0, None, max_len=12)       # GLUE's dev set: labelled
+    assert len(xs) == len(get_real_dataset(task, split='val')) and bool((ys >= 0).all())
+    from trustnas_nb.search import run_search
+    r = run_search('darts_2nd', 'text', scale='ci', seed=0, progress=False, dataset=task, image_size=12, n_train=4, n_val=4,
+                   batch_size=2, C=4, layers=1, nodes=2, max_steps=1)
+    assert all(op in TEXT_PRIMITIVES for op, _ in r.genotype.normal)

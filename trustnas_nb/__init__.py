@@ -10,7 +10,7 @@ Modules:
 - `trustnas_nb.evalnet`: The second half of every differentiable search: the discrete cell is stacked into a deeper, wider network (CIFAR- or ImageNet-style, as in DARTS), trained from scratch with the DARTS recipe (SGD with cosine annealing, cutout, an auxiliary head, drop-path), and evaluated. Parameter counts match the published ones.
 - `trustnas_nb.explanation_reg`: The three saliency-based baselines of Table 4.1 as one extra term in the weight-training loss: Ross et al.'s input-gradient *explanation constraints* (EC), Rieger et al.'s *contextual decomposition explanation penalization* (CDEP) and Pillai & Pirsiavash's *global max pooling + Grad-CAM consistency* (GMPGC). Each one is a differentiable function of the weights and the architecture parameters of the supernet, so the search driver can add it to the training loss.
 - `trustnas_nb.genotypes`: A genotype is the discrete cell a differentiable search hands to the evaluation network: for every intermediate node, which operations it applies to which earlier nodes. This module derives it from the architecture weights (the DARTS rule), reads and writes it in the DARTS notation (so a published genotype can be pasted in), checks it, draws it, and holds the published genotypes as reference data.
-- `trustnas_nb.loaders`: MNIST, CIFAR-10/100, ImageNet-style folders, CelebA, ISIC-2018, COCO captions with the Karpathy split, brain-tumour MRI folders and GLUE SST-2, read from the standard on-disk formats under the data root. Nothing is ever downloaded: a missing dataset is an error that shows the layout it expected.
+- `trustnas_nb.loaders`: MNIST, CIFAR-10/100, ImageNet-style folders, CelebA, ISIC-2018, COCO captions with the Karpathy split, brain-tumour MRI folders and six GLUE tasks (SST-2, MRPC, QQP, MNLI, QNLI, RTE), read from the standard on-disk formats under the data root. Nothing is ever downloaded: a missing dataset is an error that shows the layout it expected.
 - `trustnas_nb.mlo`: One small engine for every chain of the thesis: DARTS' two levels, DSRNA's extra upper term, LBG's three levels of arbitrary parameter groups, IUC's pseudo-label middle level and SANAS' four levels with an ascending attack and per-level update frequencies. A chain is a list of `Level`s; the hypergradient method (finite differences, exact autograd, first order, Neumann) is a setting.
 - `trustnas_nb.ops`: The candidate operations of the DARTS family as plain `nn.Module`s made of standard layers, and the search spaces as *data*: which operations sit on which edge, how many nodes a cell has, and how a cell is discretized.
 - `trustnas_nb.reference`: Tables transcribed from the thesis text (`seeds/000_…`), used only for side-by-side comparison with what our runs measure. Nothing here is ever reported as a measurement of ours.
@@ -19,7 +19,8 @@ Modules:
 - `trustnas_nb.saliency`: Chapter 4 (SANAS)'s saliency machinery: the adversarial-attack saliency δ of stage II (eq. 4.2), the pixel reweightings of stage III (eq. 4.3 and Table 4.4), integrated gradients and SmoothGrad from captum (Table 4.5), localisation scores against ground-truth masks and the cascading-randomisation sanity check (Fig. 4.2) from Quantus, and a plotting helper.
 - `trustnas_nb.sanas`: Chapter 4 of the thesis: a model with two sets of weights $W_1$, $W_2$ and one architecture $A$; $W_1$ learns the task, an adversarial attack on $W_1$ gives every training image a saliency map δ, $W_2$ learns from the saliency-reweighted images, and $A$ is chosen so that both models generalize. One `MLOProblem` chain of four levels, with the update schedule of the SANAS supplement, as methods of the search driver.
 - `trustnas_nb.search`: One driver runs every DARTS-family search as a two-level chain of the MLO engine (weights *w* below, architecture α above); the methods differ only in data: the supernet's options, the hypergradient, the perturbation of α, the schedule of stages, the stopping rule.
-- `trustnas_nb.supernet`: One supernet for DARTS and its descendants: mixed operations on every edge of the normal and reduction cells, architecture parameters kept apart from the weights, and PC-DARTS, P-DARTS, PR-DARTS and SDARTS as *options* of the same module, not copies of it."""
+- `trustnas_nb.supernet`: One supernet for DARTS and its descendants: mixed operations on every edge of the normal and reduction cells, architecture parameters kept apart from the weights, and PC-DARTS, P-DARTS, PR-DARTS and SDARTS as *options* of the same module, not copies of it.
+- `trustnas_nb.textnas`: Thesis §4.4.2: SANAS for text classification. Sentences are searched with the same supernet, the same four-level chain and the same driver as images; tokens become relaxed one-hot vectors (Gumbel-softmax) so that saliency, reweighting and hypergradients can flow through the input."""
 
 # This is the one hand-written file of the package: nbdev keeps the version and the module docstring
 # (generated from the notebooks) here, and the stable entry points below are resolved lazily, so that
@@ -67,8 +68,12 @@ _LAZY = {
     'reweight': 'saliency', 'saliency_map': 'saliency', 'localisation': 'saliency', 'randomisation_check': 'saliency',
     'show_saliency': 'saliency', 'REWEIGHTINGS': 'saliency', 'SALIENCY_METHODS': 'saliency',
     'explanation_penalty': 'explanation_reg', 'contextual_decomposition': 'explanation_reg', 'grad_cam': 'explanation_reg',
+    'audience_model': 'sanas',
+    # chapter 4: text NAS (§4.4.2)
+    'TextSuperNet': 'textnas', 'build_text_supernet': 'textnas', 'gumbel_relax': 'textnas', 'one_hot_tokens': 'textnas',
+    'text_network': 'textnas', 'text_run': 'textnas', 'word_saliency': 'textnas', 'TEXT_PRIMITIVES': 'ops',
 }
-_MODULES = ('core', 'datasets', 'loaders', 'reproduce', 'ops', 'genotypes', 'supernet', 'evalnet', 'mlo', 'search', 'reference', 'bounds', 'claims', 'dsrna', 'robustness', 'saliency', 'sanas', 'explanation_reg')
+_MODULES = ('core', 'datasets', 'loaders', 'reproduce', 'ops', 'genotypes', 'supernet', 'evalnet', 'mlo', 'search', 'reference', 'bounds', 'claims', 'dsrna', 'robustness', 'saliency', 'sanas', 'explanation_reg', 'textnas')
 
 def __getattr__(name):
     if name in _MODULES: return _importlib.import_module(f'{__name__}.{name}')

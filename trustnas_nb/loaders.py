@@ -1,5 +1,6 @@
 """MNIST, CIFAR-10/100, ImageNet-style folders, CelebA, ISIC-2018, COCO captions with the Karpathy split,
-brain-tumour MRI folders and GLUE SST-2, read from the standard on-disk formats under the data root.
+brain-tumour MRI folders and six GLUE tasks (SST-2, MRPC, QQP, MNLI, QNLI, RTE), read from the standard on-disk
+formats under the data root.
 Nothing is ever downloaded: a missing dataset is an error that shows the layout it expected.
 
 Docs: https://trustnas.github.io/trustnas-nb/loaders.html.md"""
@@ -10,6 +11,7 @@ Docs: https://trustnas.github.io/trustnas-nb/loaders.html.md"""
 from __future__ import annotations
 import csv, gzip, importlib, json, math, pickle, struct
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -21,10 +23,10 @@ from torch.utils.data import Dataset
 from .core import load_settings
 
 # %% auto #0
-__all__ = ['REAL_DATASETS', 'CELEBA_ATTRIBUTES', 'ISIC_CLASSES', 'BRAIN_TUMOR_CLASSES', 'CIFAR10_CLASSES', 'DatasetNotFoundError',
-           'DatasetFormatError', 'expected_layout', 'default_transform', 'ArrayImageDataset', 'ImageListDataset',
-           'CaptionDataset', 'TextDataset', 'read_idx', 'write_idx', 'get_real_dataset', 'write_fixture',
-           'show_examples']
+__all__ = ['REAL_DATASETS', 'CELEBA_ATTRIBUTES', 'ISIC_CLASSES', 'BRAIN_TUMOR_CLASSES', 'GLUE_TASKS', 'GLUE_CLASSES',
+           'CIFAR10_CLASSES', 'DatasetNotFoundError', 'DatasetFormatError', 'expected_layout', 'default_transform',
+           'ArrayImageDataset', 'ImageListDataset', 'CaptionDataset', 'TextDataset', 'TextPairDataset', 'read_idx',
+           'write_idx', 'get_real_dataset', 'write_fixture', 'show_examples']
 
 # %% ../nbs/02_loaders.ipynb #d25939ed
 class DatasetNotFoundError(FileNotFoundError):
@@ -117,19 +119,70 @@ _LAYOUTS = {
         ├── train.tsv                     (header: sentence<TAB>label)
         ├── dev.tsv                       (header: sentence<TAB>label; split='val')
         └── test.tsv                      (header: index<TAB>sentence; no labels)""",
+'mrpc': """\
+<data_root>/
+└── glue/
+    └── MRPC/                             (as GLUE's download_glue_data.py writes it)
+        ├── train.tsv                     (header: Quality<TAB>#1 ID<TAB>#2 ID<TAB>#1 String<TAB>#2 String;
+        │                                  Quality: 0 = not_equivalent, 1 = equivalent)
+        ├── dev.tsv                       (the same header; split='val')
+        └── test.tsv                      (header: index<TAB>#1 ID<TAB>#2 ID<TAB>#1 String<TAB>#2 String; no labels)""",
+'qqp': """\
+<data_root>/
+└── glue/
+    └── QQP/
+        ├── train.tsv                     (header: id<TAB>qid1<TAB>qid2<TAB>question1<TAB>question2<TAB>is_duplicate;
+        │                                  is_duplicate: 0 = not_duplicate, 1 = duplicate)
+        ├── dev.tsv                       (the same header; split='val')
+        └── test.tsv                      (header: id<TAB>question1<TAB>question2; no labels)""",
+'mnli': """\
+<data_root>/
+└── glue/
+    └── MNLI/
+        ├── train.tsv                     (header: index<TAB>promptID<TAB>pairID<TAB>genre<TAB>sentence1_binary_parse<TAB>
+        │                                  sentence2_binary_parse<TAB>sentence1_parse<TAB>sentence2_parse<TAB>sentence1<TAB>
+        │                                  sentence2<TAB>label1<TAB>gold_label; sentence1, sentence2 and gold_label are read:
+        │                                  contradiction, entailment or neutral)
+        ├── dev_matched.tsv               (the same columns with label1 … label5 before gold_label; split='val')
+        ├── dev_mismatched.tsv            (as dev_matched.tsv; split='val_mismatched')
+        ├── test_matched.tsv              (header: index … sentence2, no label columns; split='test')
+        └── test_mismatched.tsv           (as test_matched.tsv; split='test_mismatched')""",
+'qnli': """\
+<data_root>/
+└── glue/
+    └── QNLI/
+        ├── train.tsv                     (header: index<TAB>question<TAB>sentence<TAB>label;
+        │                                  label: entailment or not_entailment)
+        ├── dev.tsv                       (the same header; split='val')
+        └── test.tsv                      (header: index<TAB>question<TAB>sentence; no labels)""",
+'rte': """\
+<data_root>/
+└── glue/
+    └── RTE/
+        ├── train.tsv                     (header: index<TAB>sentence1<TAB>sentence2<TAB>label;
+        │                                  label: entailment or not_entailment)
+        ├── dev.tsv                       (the same header; split='val')
+        └── test.tsv                      (header: index<TAB>sentence1<TAB>sentence2; no labels)""",
 }
 
-REAL_DATASETS = ('mnist', 'cifar10', 'cifar100', 'imagenet', 'celeba', 'isic2018', 'coco_captions', 'brain_tumor_mri', 'sst2')
+REAL_DATASETS = ('mnist', 'cifar10', 'cifar100', 'imagenet', 'celeba', 'isic2018', 'coco_captions', 'brain_tumor_mri', 'sst2',
+                 'mrpc', 'qqp', 'mnli', 'qnli', 'rte')
 
 _NAME_ALIASES = {'cifar-10': 'cifar10', 'cifar_10': 'cifar10', 'cifar-100': 'cifar100', 'cifar_100': 'cifar100',
                  'isic': 'isic2018', 'isic-2018': 'isic2018', 'isic_2018': 'isic2018', 'coco': 'coco_captions',
-                 'brain_mri': 'brain_tumor_mri', 'brain-tumor-mri': 'brain_tumor_mri', 'sst-2': 'sst2', 'glue_sst2': 'sst2'}
+                 'brain_mri': 'brain_tumor_mri', 'brain-tumor-mri': 'brain_tumor_mri', 'sst-2': 'sst2', 'glue_sst2': 'sst2',
+                 **{f'glue{sep}{t}': t for t in ('mrpc', 'qqp', 'mnli', 'qnli', 'rte') for sep in '_-'},
+                 'multinli': 'mnli', 'multi_nli': 'mnli'}
 
 _SPLITS = {'mnist': ('train', 'test'), 'cifar10': ('train', 'test'), 'cifar100': ('train', 'test'),
            'imagenet': ('train', 'val'), 'celeba': ('train', 'val', 'test', 'all'), 'isic2018': ('train', 'val', 'test'),
-           'coco_captions': ('train', 'val', 'test', 'all'), 'brain_tumor_mri': ('train', 'test'), 'sst2': ('train', 'val', 'test')}
+           'coco_captions': ('train', 'val', 'test', 'all'), 'brain_tumor_mri': ('train', 'test'), 'sst2': ('train', 'val', 'test'),
+           **{t: ('train', 'val', 'test') for t in ('mrpc', 'qqp', 'qnli', 'rte')},
+           'mnli': ('train', 'val', 'val_mismatched', 'test', 'test_mismatched')}
 
 _SPLIT_ALIASES = {'valid': 'val', 'validation': 'val', 'dev': 'val', 'training': 'train', 'testing': 'test'}
+_DATASET_SPLIT_ALIASES = {'mnli': {'dev_matched': 'val', 'validation_matched': 'val', 'val_matched': 'val', 'test_matched': 'test',
+                                   'dev_mismatched': 'val_mismatched', 'validation_mismatched': 'val_mismatched'}}
 
 def _check_name(name) -> str:
     key = str(name).strip().lower() if isinstance(name, str) else name
@@ -139,7 +192,10 @@ def _check_name(name) -> str:
     return key
 
 def _check_split(name: str, split) -> str:
-    s = _SPLIT_ALIASES.get(split.lower(), split.lower()) if isinstance(split, str) else split
+    s = split
+    if isinstance(split, str):
+        s = split.lower()
+        s = _DATASET_SPLIT_ALIASES.get(name, {}).get(s) or _SPLIT_ALIASES.get(s, s)
     if s not in _SPLITS[name]:
         raise ValueError(f"unknown split {split!r} for {name}; valid splits: {', '.join(_SPLITS[name])}")
     return s
@@ -252,6 +308,20 @@ class TextDataset(_Info, Dataset):
     def __getitem__(self, i):
         s = self.sentences[i]
         return (self.transform(s) if self.transform else s), int(self.targets[i])
+
+class TextPairDataset(_Info, Dataset):
+    "Sentence pairs with integer labels (-1 where the split is unlabelled); items are `(transform((a, b)), label)`."
+    def __init__(self, pairs: Sequence[tuple[str, str]], targets, classes: Sequence[str], transform: Callable | None = None):
+        self.sentences = [tuple(p) for p in pairs]
+        bad = next((p for p in self.sentences if len(p) != 2), None)
+        if bad is not None: raise ValueError(f"every item must be a (sentence_a, sentence_b) pair, got {bad!r}")
+        if len(self.sentences) != len(targets): raise DatasetFormatError(f"{len(self.sentences)} sentence pairs but {len(targets)} labels")
+        self.targets = torch.as_tensor(np.asarray(targets, dtype=np.int64), dtype=torch.long)
+        self.classes, self.transform = list(classes), transform
+    def __len__(self): return len(self.sentences)
+    def __getitem__(self, i):
+        p = self.sentences[i]
+        return (self.transform(p) if self.transform else p), int(self.targets[i])
 
 # %% ../nbs/02_loaders.ipynb #5485daa4
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype('>i2'), 0x0C: np.dtype('>i4'), 0x0D: np.dtype('>f4'), 0x0E: np.dtype('>f8')}
@@ -540,10 +610,109 @@ def _load_sst2(root: Path, split: str, transform):
         sents, ys = [r[0] for r in body], [int(r[1]) for r in body]
     return TextDataset(sents, ys, ['negative', 'positive'], transform)
 
+# %% ../nbs/02_loaders.ipynb #1d896b9e
+GLUE_TASKS = ('sst2', 'mrpc', 'qqp', 'mnli', 'qnli', 'rte')   # the columns of Table 4.6, in its order
+
+@dataclass(frozen=True)
+class _PairTask:
+    "A GLUE sentence-pair task as its TSV files spell it; columns are found by their header name."
+    folder: str        # <data_root>/glue/<folder>/
+    files: dict        # split -> file name
+    headers: dict      # split -> the header GLUE writes (messages and fixtures; a split is labelled when it has `label`)
+    a: str             # column of the first sentence
+    b: str             # column of the second sentence
+    label: str         # label column
+    codes: tuple       # how the label column spells each class, in class order
+    classes: tuple     # class names: integer label i is classes[i]
+
+def _std_split(labelled: tuple, test: tuple) -> tuple[dict, dict]:
+    return {'train': 'train.tsv', 'val': 'dev.tsv', 'test': 'test.tsv'}, {'train': labelled, 'val': labelled, 'test': test}
+
+_MNLI_COLS = ('index', 'promptID', 'pairID', 'genre', 'sentence1_binary_parse', 'sentence2_binary_parse',
+              'sentence1_parse', 'sentence2_parse', 'sentence1', 'sentence2')
+_MNLI_DEV = _MNLI_COLS + ('label1', 'label2', 'label3', 'label4', 'label5', 'gold_label')
+_NLI = ('contradiction', 'entailment', 'neutral')
+_NLI2 = ('entailment', 'not_entailment')
+
+_GLUE_PAIR = {
+    'mrpc': _PairTask('MRPC', *_std_split(('Quality', '#1 ID', '#2 ID', '#1 String', '#2 String'),
+                                          ('index', '#1 ID', '#2 ID', '#1 String', '#2 String')),
+                      '#1 String', '#2 String', 'Quality', ('0', '1'), ('not_equivalent', 'equivalent')),
+    'qqp': _PairTask('QQP', *_std_split(('id', 'qid1', 'qid2', 'question1', 'question2', 'is_duplicate'),
+                                        ('id', 'question1', 'question2')),
+                     'question1', 'question2', 'is_duplicate', ('0', '1'), ('not_duplicate', 'duplicate')),
+    'mnli': _PairTask('MNLI', {'train': 'train.tsv', 'val': 'dev_matched.tsv', 'val_mismatched': 'dev_mismatched.tsv',
+                               'test': 'test_matched.tsv', 'test_mismatched': 'test_mismatched.tsv'},
+                      {'train': _MNLI_COLS + ('label1', 'gold_label'), 'val': _MNLI_DEV, 'val_mismatched': _MNLI_DEV,
+                       'test': _MNLI_COLS, 'test_mismatched': _MNLI_COLS},
+                      'sentence1', 'sentence2', 'gold_label', _NLI, _NLI),
+    'qnli': _PairTask('QNLI', *_std_split(('index', 'question', 'sentence', 'label'), ('index', 'question', 'sentence')),
+                      'question', 'sentence', 'label', _NLI2, _NLI2),
+    'rte': _PairTask('RTE', *_std_split(('index', 'sentence1', 'sentence2', 'label'), ('index', 'sentence1', 'sentence2')),
+                     'sentence1', 'sentence2', 'label', _NLI2, _NLI2),
+}
+
+GLUE_CLASSES = {'sst2': ('negative', 'positive'), **{t: s.classes for t, s in _GLUE_PAIR.items()}}
+
+def _tabs(cols) -> str: return '<TAB>'.join(cols)
+
+def _read_glue_tsv(path: Path, columns: Sequence[str], expected: Sequence[str], optional: Sequence[str] = (),
+                   malformed: str = 'raise') -> tuple[dict, list, list]:
+    """The columns `columns` (and those of `optional` the header has) of an unquoted GLUE TSV file, found by header name.
+    Returns `(values, lines, skipped)`: column -> list of strings, each row's line number, the lines skipped."""
+    with open(path, newline='', encoding='utf-8-sig') as fh:
+        rd = csv.reader(fh, delimiter='\t', quoting=csv.QUOTE_NONE)
+        try:
+            header = [c.strip() for c in next(rd, [])]
+            if not any(header): raise DatasetFormatError(f"{path}, line 1: no header line; expected {_tabs(expected)}")
+            missing = [c for c in columns if c not in header]
+            if missing:
+                raise DatasetFormatError(f"{path}, line 1: the header has no column {', '.join(map(repr, missing))}; "
+                                         f"expected {_tabs(expected)}, found {_tabs(header)}")
+            want = list(columns) + [c for c in optional if c in header and c not in columns]
+            at = [header.index(c) for c in want]
+            values, lines, skipped = {c: [] for c in want}, [], []
+            for row in rd:
+                if not row: continue                                        # a blank line
+                if len(row) != len(header):
+                    if malformed == 'skip': skipped.append(rd.line_num); continue
+                    text = '\t'.join(row)
+                    raise DatasetFormatError(
+                        f"{path}, line {rd.line_num}: {len(row)} tab-separated fields, expected {len(header)} "
+                        f"({_tabs(header)}); the line begins {text[:80]!r}. Pass malformed='skip' to drop such lines")
+                for c, i in zip(want, at): values[c].append(row[i])
+                lines.append(rd.line_num)
+        except csv.Error as e: raise DatasetFormatError(f"{path}, line {rd.line_num}: {e}") from None
+    return values, lines, skipped
+
+def _load_glue_pair(task: str, root: Path, split: str, transform, malformed: str = 'raise') -> TextPairDataset:
+    if malformed not in ('raise', 'skip'): raise ValueError(f"malformed must be 'raise' or 'skip', got {malformed!r}")
+    t = _GLUE_PAIR[task]
+    f = root/'glue'/t.folder/t.files[split]
+    _require(task, root, f)
+    labelled = t.label in t.headers[split]
+    cols, lines, skipped = _read_glue_tsv(f, (t.a, t.b) + ((t.label,) if labelled else ()), t.headers[split],
+                                          optional=('index', 'id'), malformed=malformed)
+    ys = [-1]*len(lines)
+    if labelled:
+        code = {c: i for i, c in enumerate(t.codes)}
+        for k, (v, line) in enumerate(zip(cols[t.label], lines)):
+            y = code.get(v.strip())
+            if y is None:
+                names = '' if t.codes == t.classes else ' (' + ', '.join(f'{c} = {n}' for c, n in zip(t.codes, t.classes)) + ')'
+                raise DatasetFormatError(f"{f}, line {line}: label {v!r} in column {t.label!r}; expected one of "
+                                         f"{', '.join(t.codes)}{names}")
+            ys[k] = y
+    ds = TextPairDataset(list(zip(cols[t.a], cols[t.b])), ys, t.classes, transform)
+    ds.ids = cols['index'] if 'index' in cols else cols.get('id')
+    ds.skipped_lines = skipped
+    return ds
+
 # %% ../nbs/02_loaders.ipynb #f3159796
 _LOADERS = {'mnist': _load_mnist, 'cifar10': _load_cifar10, 'cifar100': _load_cifar100, 'imagenet': _load_imagenet,
             'celeba': _load_celeba, 'isic2018': _load_isic2018, 'coco_captions': _load_coco_captions,
-            'brain_tumor_mri': _load_brain_tumor_mri, 'sst2': _load_sst2}
+            'brain_tumor_mri': _load_brain_tumor_mri, 'sst2': _load_sst2,
+            **{t: partial(_load_glue_pair, t) for t in _GLUE_PAIR}}
 
 def get_real_dataset(name: str, root: str | Path | None = None, split: str = 'train', transform: Callable | None = None,
                      image_size: int | Sequence[int] | None = None, **kw) -> Dataset:
@@ -553,8 +722,8 @@ def get_real_dataset(name: str, root: str | Path | None = None, split: str = 'tr
     root = Path(root).expanduser() if root is not None else load_settings().data_root
     if kw.pop('download', False):
         raise ValueError(f"trustnas-nb never downloads datasets; place {key} under {root} as:\n{expected_layout(key, root)}")
-    if key == 'sst2':
-        if image_size is not None: raise ValueError("image_size does not apply to sst2 (a text dataset)")
+    if key in GLUE_TASKS:
+        if image_size is not None: raise ValueError(f"image_size does not apply to {key} (a text dataset)")
         tf = transform
     else: tf = _resolve_transform(transform, image_size)
     ds = _LOADERS[key](root, s, tf, **kw)
@@ -755,9 +924,64 @@ def _write_sst2(root: Path, n=3, seed=0) -> Path:
     (d/'test.tsv').write_text('index\tsentence\n' + ''.join(f'{i}\t{s.strip()}\n' for i, (s, _) in enumerate(rows())))
     return d
 
+_GLUE_TEXTS = {   # per task, per class (in class order): sentence pairs; some hold bare quote characters, as GLUE's do
+'mrpc': ((('He said the merger was "dead" , but talks resumed on Monday .', 'The merger talks resumed on Monday after a week of silence .'),
+          ('Shares rose 3 percent in early trading .', 'The company will report its quarterly results next week .')),
+         (('"We are pleased with the result , " the chief executive said .', 'The chief executive said he was pleased with the result .'),
+          ('The court ruled 5-4 in favour of the state .', 'The state won the case by a 5-4 ruling of the court .'))),
+'qqp': ((('"How do I learn to cook ?', 'What is the capital of Australia ?'),
+         ('Why is the sky blue ?', 'How do I become a pilot ?')),
+        (('What does "machine learning" mean ?', 'What is machine learning ?'),
+         ('How can I improve my English ?', 'What are good ways to get better at English ?'))),
+'mnli': ((('The man said "never again" and left .', 'The man promised to come back tomorrow .'),
+          ('The museum is closed on Mondays .', 'The museum opens every day of the week .')),
+         (('She bought a red car and a bicycle .', 'She bought a car .'),
+          ('"It \'s over , " he said .', 'He said something .')),
+         (('The report was published in May .', 'The report was written by three authors .'),
+          ('Tourists visit the old town in summer .', 'The old town has many restaurants .'))),
+'qnli': ((('What is the "Big Apple" ?', 'New York City is often called "the Big Apple" .'),
+          ('When was the bridge built ?', 'The bridge was completed in 1932 .')),
+         (('Who wrote the novel ?', 'The novel was made into a "film" in 1990 .'),
+          ('How tall is the tower ?', 'The tower is painted every seven years .'))),
+'rte': ((('The company said "profits doubled" in 2004 .', "The company 's profits doubled in 2004 ."),
+         ('A storm hit the coast on Friday , cutting power to thousands .', 'Thousands lost power after a storm .')),
+        (('The minister visited Paris last week .', 'The minister lives in Paris .'),
+         ('"Nobody was hurt , " police said .', 'Several people were injured .'))),
+}
+_MNLI_GENRES = {False: ('fiction', 'government', 'slate', 'telephone', 'travel'),
+                True: ('facetoface', 'letters', 'nineeleven', 'oup', 'verbatim')}
+
+def _glue_fields(t: _PairTask, split: str, i: int, a: str, b: str, y: int, rng) -> dict:
+    "Every column a GLUE sentence-pair file can have, for one row (a file writes those of its header)."
+    code, uid = t.codes[y], int(rng.integers(100_000, 4_000_000))
+    flat = lambda s: '( ' + ' '.join(s.split()) + ' )'
+    tree = lambda s: '(ROOT (S ' + ' '.join(f'(X {w})' for w in s.split()) + '))'
+    return {'index': str(i), 'id': str(i), 'qid1': str(2*i + 1), 'qid2': str(2*i + 2),
+            '#1 ID': str(uid), '#2 ID': str(uid + int(rng.integers(1, 1000))), 'promptID': str(uid), 'pairID': f'{uid}{code[0]}',
+            'genre': _MNLI_GENRES[split.endswith('mismatched')][i % 5],
+            'sentence1_binary_parse': flat(a), 'sentence2_binary_parse': flat(b), 'sentence1_parse': tree(a), 'sentence2_parse': tree(b),
+            **{f'label{k}': code for k in range(1, 6)}, 'label4': t.codes[(y + 1) % len(t.codes)],   # one annotator dissents
+            t.a: a, t.b: b, t.label: code}
+
+def _write_glue_pair(task: str, root: Path, n=3, seed=0) -> Path:
+    "`n` rows per class in every split of a GLUE sentence-pair task (the test files without labels), as GLUE writes them."
+    t, rng, bank = _GLUE_PAIR[task], np.random.default_rng(seed), _GLUE_TEXTS[task]
+    d = root/'glue'/t.folder
+    d.mkdir(parents=True, exist_ok=True)
+    for split, fname in t.files.items():
+        rows = [(y, bank[y][j % len(bank[y])]) for y in range(len(t.classes)) for j in range(n)]
+        body = []
+        for i, k in enumerate(rng.permutation(len(rows))):
+            y, (a, b) = rows[k]
+            f = _glue_fields(t, split, i, a, b, y, rng)
+            body.append('\t'.join(f[c] for c in t.headers[split]) + '\n')
+        (d/fname).write_text('\t'.join(t.headers[split]) + '\n' + ''.join(body), encoding='utf-8')
+    return d
+
 _FIXTURES = {'mnist': _write_mnist, 'cifar10': _write_cifar10, 'cifar100': _write_cifar100, 'imagenet': _write_imagenet,
              'celeba': _write_celeba, 'isic2018': _write_isic2018, 'coco_captions': _write_coco_captions,
-             'brain_tumor_mri': _write_brain_tumor_mri, 'sst2': _write_sst2}
+             'brain_tumor_mri': _write_brain_tumor_mri, 'sst2': _write_sst2,
+             **{t: partial(_write_glue_pair, t) for t in _GLUE_PAIR}}
 
 def write_fixture(name: str, root: str | Path, n: int | None = None, seed: int = 0, **kw) -> Path:
     "Write a tiny `name` dataset in its real on-disk format under `root`; returns the dataset's folder."
