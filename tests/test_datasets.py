@@ -9,15 +9,17 @@ torch.set_num_threads(1)
 from trustnas_nb import datasets as D
 from trustnas_nb.datasets import (SPLITS, DATASETS, get_dataset, dataset_info, split_sizes, split_indices, Vocab,
                                   attribute_label_correlation, CAPTION_VOCAB, SENTIMENT_VOCAB, COLOURS, SHAPE_WORDS,
-                                  SIZE_WORDS, POSITION_WORDS, POSITIVE_WORDS, NEGATIVE_WORDS)
+                                  SIZE_WORDS, POSITION_WORDS, POSITIVE_WORDS, NEGATIVE_WORDS, NEUTRAL_ADJECTIVES, NOUNS,
+                                  TABLE_4_9_COUNTS, BRAIN_MRI_CLASSES, PAIR_TASKS, NOUN_SYNONYMS)
 
 # small configurations keep the generated datasets quick
 SMALL = {'digits': {}, 'objects10': dict(n=500, n_test=100), 'cluttered_digits': {}, 'biased_digits': {},
-         'shapes_captions': dict(n=300, n_test=60), 'sentiment': dict(n=500, n_test=100)}
+         'shapes_captions': dict(n=300, n_test=60), 'sentiment': dict(n=500, n_test=100),
+         'brain_mri': dict(n=300, n_test=80), 'sentence_pairs': dict(n=300, n_test=60)}
 
 def _clear_caches():
     for f in (D._cluttered_pool, D._biased_pool, D._captions_pool, D._sentiment_pool, D._digits, D._objects10_pool,
-              D._objects10_sized):
+              D._objects10_sized, D._brain_mri_pool, D._brain_mri_sized, D._pairs_pool):
         f.cache_clear()
 
 def _tensor_fields(ds):
@@ -62,7 +64,7 @@ def test_shapes_dtypes_match_info(name):
     for f, v in zip(info['fields'], item):
         assert tuple(v.shape) == tuple(info['shapes'][f]), f
     assert ds.num_classes == info['num_classes'] > 1
-    if name in ('digits', 'objects10', 'cluttered_digits', 'biased_digits', 'shapes_captions'):
+    if name in ('digits', 'objects10', 'cluttered_digits', 'biased_digits', 'shapes_captions', 'brain_mri'):
         assert ds.x.dtype == torch.float32 and ds.x.min() >= 0 and ds.x.max() <= 1 and ds.x.ndim == 4
     if hasattr(ds, 'y') and name != 'shapes_captions':
         assert ds.y.dtype == torch.long and 0 <= int(ds.y.min()) and int(ds.y.max()) < ds.num_classes
@@ -364,6 +366,20 @@ def test_sentiment_contrast_words():
     (lambda: get_dataset('shapes_captions', n_captions=9), 'n_captions'),
     (lambda: get_dataset('shapes_captions', max_len=10), 'max_len'),
     (lambda: get_dataset('sentiment', p_contrast=2), 'p_contrast'),
+    (lambda: get_dataset('sentiment', max_len=22), 'max_len = 22'),      # the longest sentence has 23 words
+    (lambda: get_dataset('brain_mri', image_size=4), 'image_size = 4'),
+    (lambda: get_dataset('brain_mri', image_size=31.5), 'image_size = 31.5'),
+    (lambda: get_dataset('brain_mri', difficulty=2), 'difficulty = 2'),
+    (lambda: get_dataset('brain_mri', difficulty=float('nan')), 'difficulty = nan'),
+    (lambda: get_dataset('brain_mri', noise=-0.1), 'noise = -0.1'),
+    (lambda: get_dataset('brain_mri', n=5), 'n = 5'),
+    (lambda: get_dataset('brain_mri', n=100, n_test=100), 'n_test = 100'),
+    (lambda: get_dataset('brain_mri', channels=3), 'channels'),
+    (lambda: get_dataset('sentence_pairs', task='nli'), "task 'nli'"),
+    (lambda: get_dataset('sentence_pairs', task=None), 'task None'),
+    (lambda: get_dataset('sentence_pairs', max_len=20), 'max_len = 20'),
+    (lambda: get_dataset('sentence_pairs', n=2), 'n = 2'),
+    (lambda: dataset_info('sentence_pairs', task='qqp'), "'qqp'"),
     (lambda: get_dataset('objects10', difficulty=1.5), 'difficulty = 1.5'),
     (lambda: get_dataset('objects10', n_clutter=-1), 'n_clutter = -1'),
     (lambda: get_dataset('objects10', n_clutter=2.5), 'n_clutter = 2.5'),
@@ -394,3 +410,215 @@ def test_dataset_info_contents():
     assert dataset_info('biased_digits')['attributes'] == ['red', 'blue']
     assert 'COCO' in dataset_info('shapes_captions')['stands_in_for'] and 'SST-2' in dataset_info('sentiment')['stands_in_for']
     assert dataset_info('objects10')['stands_in_for'] == 'CIFAR-10'
+
+# ---------------------------------------------------------------- brain MRI
+
+def _brain_geometry(ds):
+    "Per slice: lesion-mask centroid relative to the brain's centroid, in units of the brain's half width / half height."
+    m, br = ds.mask[:, 0].float(), ds.brain[:, 0].float()
+    S = m.shape[-1]
+    yy, xx = torch.meshgrid(torch.arange(S).float(), torch.arange(S).float(), indexing='ij')
+    def centroid(w):
+        s = w.sum((1, 2)).clamp_min(1e-9); return (w * xx).sum((1, 2)) / s, (w * yy).sum((1, 2)) / s
+    (bx, by), (mx, my) = centroid(br), centroid(m)
+    half_w, half_h = br.amax(1).sum(1) / 2, br.amax(2).sum(1) / 2
+    return (mx - bx) / half_w, (my - by) / half_h
+
+def test_brain_mri_classes_and_table_4_9_proportions():
+    from trustnas_nb.loaders import BRAIN_TUMOR_CLASSES
+    assert BRAIN_MRI_CLASSES == BRAIN_TUMOR_CLASSES == tuple(TABLE_4_9_COUNTS) == D.BrainMRI.classes
+    assert TABLE_4_9_COUNTS == {'glioma': (826, 100), 'meningioma': (822, 115), 'notumor': (395, 105), 'pituitary': (827, 74)}
+    train_share, test_share = (np.array([c[k] for c in TABLE_4_9_COUNTS.values()], float) for k in (0, 1))
+    train_share /= train_share.sum(); test_share /= test_share.sum()
+    dss = {s: get_dataset('brain_mri', s, seed=1) for s in SPLITS}
+    for s, ds in dss.items():
+        share = np.bincount(ds.y.numpy(), minlength=4) / len(ds)
+        assert np.abs(share - (test_share if s == 'test' else train_share)).max() < 0.005, (s, share)
+    # the shift of Table 4.9 is kept: healthy brains are 14 % of training and 27 % of test
+    assert (dss['train'].y == 2).float().mean() < 0.15 < 0.25 < (dss['test'].y == 2).float().mean()
+    # at the Kaggle set's size the test split has exactly Table 4.9's test counts, training within one per class
+    y, sp = D._brain_mri_labels(3264, 394, seed=0), split_indices(3264, 394, seed=0)
+    assert np.bincount(y[sp['test']]).tolist() == [100, 115, 105, 74]
+    assert np.abs(np.bincount(y[sp['train']]) - [826, 822, 395, 827]).max() <= 1
+
+def test_brain_mri_masks_where_the_lesions_are():
+    ds = get_dataset('brain_mri', 'train', seed=0)
+    assert ds.x.shape == (960, 1, 32, 32) and ds.mask.shape == ds.brain.shape == ds.x.shape and ds.mask.dtype == torch.bool
+    has = ds.mask.flatten(1).any(1)
+    assert not has[ds.y == 2].any() and has[ds.y != 2].all()          # notumor: empty; tumours: non-empty
+    assert not (ds.mask & ~ds.brain).any()                             # lesions lie inside the brain
+    assert not ds.brain[..., [0, -1], :].any() and not ds.brain[..., :, [0, -1]].any()   # the head is inside the image
+    # the head is brighter than the background, the lesions are brighter than the rest of the brain on average
+    bg = ~torch.nn.functional.max_pool2d(ds.brain.float(), 7, 1, 3).bool()
+    assert ds.x[ds.brain].mean() > ds.x[bg].mean() + 0.2
+    dx, dy = _brain_geometry(ds)
+    g, me, pi = (ds.y == BRAIN_MRI_CLASSES.index(c) for c in ('glioma', 'meningioma', 'pituitary'))
+    # pituitary: central and low (the sella); meningioma: on the periphery, touching the skull; glioma: in a hemisphere
+    assert (dx[pi].abs() < 0.25).all() and ((dy[pi] > 0.3) & (dy[pi] < 0.7)).all()
+    radius = (dx ** 2 + dy ** 2).sqrt()
+    assert (radius[me] > 0.7).all() and (radius[g] < 0.8).all() and radius[me].mean() > radius[pi].mean() + 0.25
+    reach = torch.nn.functional.max_pool2d(ds.mask.float(), 3, 1, 1).bool() & ~ds.brain   # one pixel beyond the mask
+    touches = reach.flatten(1).any(1)
+    assert touches[me].all() and touches[pi].float().mean() == 0 and touches[g].float().mean() < 0.5
+    assert (dx[g].abs() > 0.15).float().mean() > 0.95 and dx[g].abs().min() > 0.05
+    # pituitary lesions are the smallest, gliomas the largest (on average)
+    area = ds.mask.flatten(1).sum(1).float()
+    assert area[pi].mean() < area[me].mean() < area[g].mean()
+
+def test_brain_mri_lesion_appearance():
+    ds = get_dataset('brain_mri', 'test', seed=2, n=300, n_test=150, image_size=64, difficulty=0.0, noise=0.0)
+    m = ds.mask.float()
+    core = -torch.nn.functional.max_pool2d(-m, 5, 1, 2)                 # the mask eroded by 2 px
+    rim = m - (-torch.nn.functional.max_pool2d(-m, 3, 1, 1))            # its outermost pixels
+    mean = lambda w: (ds.x * w).sum((1, 2, 3)) / w.sum((1, 2, 3)).clamp_min(1)
+    tissue = mean(ds.brain.float() - m)
+    g = ds.y == 0
+    assert (mean(rim) - mean(core))[g].median() > 0.3                   # glioma: bright rim, darker core
+    for k in (1, 3):                                                    # meningioma, pituitary: bright, homogeneous
+        i = ds.y == k
+        assert ((mean(m) - tissue)[i] > 0.1).float().mean() > 0.9
+
+def test_brain_mri_sizes_are_the_same_slices():
+    kw = dict(n=300, n_test=80, noise=0.0)
+    a = {s: get_dataset('brain_mri', 'search_val', seed=3, image_size=s, **kw) for s in (16, 32, 64)}
+    for s, ds in a.items():
+        assert ds.x.shape == (110, 1, s, s) and ds.mask.shape == (110, 1, s, s) and torch.equal(ds.y, a[32].y)
+        assert ds.x.min() >= 0 and ds.x.max() <= 1
+        assert torch.equal(ds.mask.flatten(1).any(1), ds.y != 2)         # tiny lesions survive at 16 px
+    pool = torch.nn.functional.avg_pool2d
+    assert torch.allclose(pool(a[64].x, 2), a[32].x, atol=1e-5) and torch.allclose(pool(a[64].x, 4), a[16].x, atol=1e-5)
+    noisy = get_dataset('brain_mri', 'search_val', seed=3, image_size=32, n=300, n_test=80)
+    bg = ~torch.nn.functional.max_pool2d(noisy.brain.float(), 9, 1, 4).bool()
+    assert 0.01 < noisy.x[bg].mean() < 0.1 and a[32].x[bg].max() < 0.02   # Rician noise lifts the background
+    assert torch.equal(noisy.mask, a[32].mask)
+
+def test_brain_mri_difficulty_knob_and_hardness():
+    easy, hard = (get_dataset('brain_mri', 'train', seed=0, n=300, n_test=80, difficulty=d) for d in (0.0, 1.0))
+    assert easy.hardness.max() == 0 and 0 < hard.hardness.max() <= 1 and torch.equal(easy.y, hard.y)
+    assert not torch.equal(easy.x, hard.x)
+    contrast = lambda ds: ((ds.x * ds.mask).sum((1, 2, 3)) / ds.mask.sum((1, 2, 3)).clamp_min(1)
+                           - (ds.x * (ds.brain & ~ds.mask)).sum((1, 2, 3)) / (ds.brain & ~ds.mask).sum((1, 2, 3)))[ds.y != 2]
+    assert contrast(easy).mean() > contrast(hard).mean() + 0.05
+
+def _random_feature_accuracy(difficulty):
+    "Test accuracy at 16×16 of a ridge classifier on fixed random 3×3 convolution features (max/avg pooled to 4×4)."
+    tr, te = (get_dataset('brain_mri', s, seed=0, image_size=16, difficulty=difficulty) for s in ('train', 'test'))
+    w = torch.randn(48, 1, 3, 3, generator=torch.Generator().manual_seed(0)); w -= w.mean((1, 2, 3), keepdim=True)
+    def feats(x):
+        h = torch.relu(torch.nn.functional.conv2d(x, w, padding=1))
+        return torch.cat([torch.nn.functional.adaptive_max_pool2d(h, 4).flatten(1),
+                          torch.nn.functional.adaptive_avg_pool2d(h, 4).flatten(1)], 1)
+    X = feats(tr.x); mu, sd = X.mean(0), X.std(0) + 1e-3
+    A = lambda Z: torch.cat([(Z - mu) / sd, torch.ones(len(Z), 1)], 1)
+    W = torch.linalg.solve(A(X).T @ A(X) + 30 * torch.eye(X.shape[1] + 1), A(X).T @ torch.nn.functional.one_hot(tr.y, 4).float())
+    return float(((A(feats(te.x)) @ W).argmax(1) == te.y).float().mean())
+
+def test_brain_mri_learnable_but_not_trivial():
+    chance = max(c[1] for c in TABLE_4_9_COUNTS.values()) / sum(c[1] for c in TABLE_4_9_COUNTS.values())   # 0.29
+    accs = {d: _random_feature_accuracy(d) for d in (0.0, 0.5, 1.0)}
+    assert accs[0.5] > chance + 0.15 and accs[0.0] < 0.95, accs
+    assert accs[0.0] > accs[0.5] > accs[1.0], accs
+
+# ---------------------------------------------------------------- sentence pairs
+
+_POS, _NEG = set(POSITIVE_WORDS), set(NEGATIVE_WORDS)
+_SENSE = {w: i for i, w in enumerate(NOUNS)}
+for _group in NOUN_SYNONYMS:
+    for _w in _group: _SENSE[_w] = _SENSE[_group[0]]
+
+def _bag(words):
+    "What a sentence says, up to synonyms and order: sentiment polarities, noun senses, neutral adjectives, the rest."
+    from collections import Counter
+    return dict(pos=sum(w in _POS for w in words), neg=sum(w in _NEG for w in words),
+                nouns=Counter(_SENSE[w] for w in words if w in _SENSE),
+                neutral=Counter(w for w in words if w in NEUTRAL_ADJECTIVES))
+
+@pytest.mark.parametrize('task', list(PAIR_TASKS))
+def test_pairs_tokens_padding_and_vocab(task):
+    ds = get_dataset('sentence_pairs', 'train', seed=4, n=600, n_test=100, task=task)
+    v = ds.vocab
+    assert v is SENTIMENT_VOCAB and v.itos[0] == '<pad>' and v.pad_id == 0
+    assert ds.tokens.shape == ds.mask.shape == ds.polarity.shape == (500, 2, 24) and ds.tokens.dtype == torch.long
+    assert ds.mask.dtype == torch.bool and ds.lengths.shape == (500, 2) and len(ds.sentences) == 500
+    assert ds.classes == PAIR_TASKS[task] and ds.num_classes == len(PAIR_TASKS[task]) and ds.params['task'] == task
+    assert 4 <= int(ds.tokens.max()) < len(v) and not ((ds.tokens > 0) & (ds.tokens < 4)).any()   # no <bos>/<eos>/<unk>
+    pos = torch.arange(24)
+    inside = pos[None, None] < ds.lengths[:, :, None]
+    assert torch.equal(ds.tokens != v.pad_id, inside)                  # words up to the length, <pad> after it
+    assert not (ds.mask & ~inside).any() and ds.mask.flatten(1).any(1).all()
+    assert ds.lengths.max() <= D.SentencePairs.MAX_SENTENCE == 23
+    for i in range(len(ds)):
+        for s in (0, 1):
+            words = ds.sentences[i][s].split()
+            assert all(w in v for w in words) and v.decode(ds.tokens[i, s]) == ds.sentences[i][s]
+            pol = [1 if w in _POS else -1 if w in _NEG else 0 for w in words]
+            assert ds.polarity[i, s, :len(words)].tolist() == pol
+    counts = torch.bincount(ds.y, minlength=ds.num_classes).float() / len(ds)
+    assert (counts - 1 / ds.num_classes).abs().max() < 0.06             # balanced (exactly so over the pool)
+    assert torch.equal(torch.bincount(D._pairs_pool(4, 600, 24, task)['y']), torch.full((ds.num_classes,), 600 // ds.num_classes))
+
+def test_paraphrase_construction():
+    ds = get_dataset('sentence_pairs', 'train', seed=5, n=600, n_test=100, task='paraphrase')
+    kinds, reordered = {'flip': 0, 'noun': 0}, 0
+    for i in range(len(ds)):
+        a, b = (s.split() for s in ds.sentences[i])
+        ba, bb = _bag(a), _bag(b)
+        ea, eb = ([w for w, m in zip(ws, ds.mask[i, s].tolist()) if m] for s, ws in enumerate((a, b)))
+        assert len(a) == len(b) and ba['neutral'] == bb['neutral'] and ba['pos'] + ba['neg'] >= 1
+        if ds.y[i] == 1:      # same meaning: same polarities, same noun senses; the evidence = the sentiment words
+            assert (ba['pos'], ba['neg'], ba['nouns']) == (bb['pos'], bb['neg'], bb['nouns']), (a, b)
+            assert ea == [w for w in a if w in _POS | _NEG] and eb == [w for w in b if w in _POS | _NEG]
+            reordered += a[:3] != b[:3]
+        else:                 # exactly one change: a sentiment word flipped, or a noun of another sense
+            assert len(ea) == len(eb) == 1, (a, b)
+            wa, wb = ea[0], eb[0]
+            if wa in _POS | _NEG:
+                kinds['flip'] += 1
+                assert (wa in _POS) != (wb in _POS) and wb in _POS | _NEG
+                assert (bb['pos'] - ba['pos'], bb['neg'] - ba['neg']) in ((1, -1), (-1, 1)) and ba['nouns'] == bb['nouns']
+            else:
+                kinds['noun'] += 1
+                assert wa in _SENSE and wb in _SENSE and _SENSE[wa] != _SENSE[wb]
+                assert (ba['pos'], ba['neg']) == (bb['pos'], bb['neg']) and ba['nouns'] != bb['nouns']
+                assert sum((ba['nouns'] - bb['nouns']).values()) == 1
+    assert min(kinds.values()) > 80 and reordered > 50
+    # neither sentence alone gives the label away: the share of positive words is the same in both classes
+    share = lambda k, s: np.mean([_bag(ds.sentences[i][s].split())['pos'] for i in range(len(ds)) if ds.y[i] == k])
+    assert abs(share(0, 1) - share(1, 1)) < 0.2 and abs(share(0, 0) - share(1, 0)) < 0.2
+
+def test_entailment_construction():
+    ds = get_dataset('sentence_pairs', 'test', seed=6, n=900, n_test=450, task='entailment')
+    assert ds.classes == ('entailment', 'neutral', 'contradiction')
+    for i in range(len(ds)):
+        a, b = (s.split() for s in ds.sentences[i])
+        ea, eb = ([w for w, m in zip(ws, ds.mask[i, s].tolist()) if m] for s, ws in enumerate((a, b)))
+        assert 4 <= len(b) <= 7 and len(a) > len(b)
+        windows = [a[j:j + len(b)] for j in range(len(a) - len(b) + 1)]
+        diffs = [[(u, w) for u, w in zip(win, b) if u != w] for win in windows]
+        y = int(ds.y[i])
+        if y == 0:            # B is a clause of A, word for word; the evidence is its sentiment word
+            assert b in windows and set(b) <= set(a)
+            assert len(ea) == len(eb) == 1 and ea == eb and eb[0] in _POS | _NEG
+        elif y == 2:          # B is a clause of A with its sentiment word flipped
+            assert b not in windows and any(len(d) == 1 and (d[0][0] in _POS) != (d[0][1] in _POS)
+                                            and {d[0][0], d[0][1]} <= _POS | _NEG for d in diffs), (a, b)
+            assert len(ea) == len(eb) == 1 and (ea[0] in _POS) != (eb[0] in _POS)
+        else:                 # B is about nouns A never mentions (synonyms included)
+            assert not {_SENSE[w] for w in b if w in _SENSE} & {_SENSE[w] for w in a if w in _SENSE}
+            assert not ea and eb == [w for w in b if w in _SENSE] and any(w in _POS | _NEG for w in b)
+    counts = torch.bincount(ds.y, minlength=3).float() / len(ds)
+    assert (counts - 1 / 3).abs().max() < 0.06
+
+def test_pairs_info_and_determinism():
+    i = dataset_info('sentence_pairs', task='entailment', max_len=30)
+    assert i['classes'] == ['entailment', 'neutral', 'contradiction'] and i['num_classes'] == 3
+    assert i['shapes'] == {'tokens': (2, 30), 'y': (), 'mask': (2, 30)} and 'MRPC' in i['stands_in_for']
+    assert dataset_info('sentence_pairs')['classes'] == ['not_paraphrase', 'paraphrase']
+    b = dataset_info('brain_mri', image_size=16)
+    assert b['shapes'] == {'x': (1, 16, 16), 'y': (), 'mask': (1, 16, 16)} and b['classes'] == list(BRAIN_MRI_CLASSES)
+    assert b['split_sizes'] == dict(search_train=480, search_val=480, train=960, test=240) and 'Kaggle' in b['stands_in_for']
+    kw = dict(n=200, n_test=40)
+    p, e = (get_dataset('sentence_pairs', 'test', seed=1, task=t, **kw) for t in PAIR_TASKS)
+    assert p.sentences != e.sentences                                   # the task is part of the seed
+    longer = get_dataset('sentence_pairs', 'test', seed=1, task='paraphrase', max_len=40, **kw)
+    assert longer.sentences == p.sentences and torch.equal(longer.tokens[..., :24], p.tokens) and not longer.tokens[..., 24:].any()

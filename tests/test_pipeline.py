@@ -112,7 +112,10 @@ def test_every_experiment_notebook_runs_at_ci_scale(tmp_path):
     ch4 = {'table4_1_sanas_images': ['tables/table4_1.csv', 'tables/table4_3.csv', 'tables/fig4_2_randomisation.csv', 'figures/fig4_2.png',
                                      'figures/fig4_3.png', 'figures/fig4_7.png'],
            'table4_2_sanas_transfer': ['tables/table4_2.csv'],
-           'table4_4_sanas_ablations': ['tables/table4_4.csv', 'tables/table4_5.csv', 'tables/table4_7.csv', 'figures/fig4_4.png']}
+           'table4_4_sanas_ablations': ['tables/table4_4.csv', 'tables/table4_5.csv', 'tables/table4_7.csv', 'figures/fig4_4.png'],
+           # chapter 4 (text): Tables 4.6, 4.8 / 4.13
+           'table4_6_sanas_text': ['tables/table4_6.csv', 'tables/table4_6_thesis.csv', 'tables/table4_8_precision.csv',
+                                   'tables/table4_8_words.csv', 'table4_8_words.html', 'figures/table4_6_accuracy.png']}
     report = (tmp_path/'REPORT.md').read_text()
     assert 'Claims at `ci` scale' in report
     for stem, files in {**ch1, **ch4}.items():

@@ -1,7 +1,8 @@
-"""Six small datasets built from what scikit-learn ships or generated from a seed: digits (for MNIST/CIFAR),
+"""Eight small datasets built from what scikit-learn ships or generated from a seed: digits (for MNIST/CIFAR),
 coloured, textured, cluttered objects of ten shapes (a harder CIFAR-10 stand-in),
 cluttered digits with ground-truth masks (for saliency), colour-biased digits (for CelebA/ISIC fairness),
-captioned shape scenes (for COCO) and sentiment sentences with the sentiment words marked (for SST-2).
+captioned shape scenes (for COCO), sentiment sentences with the sentiment words marked (for SST-2),
+brain MRI slices with lesion masks (for the brain-tumour MRI set) and sentence pairs (for GLUE's pair tasks).
 
 Docs: https://trustnas.github.io/trustnas-nb/datasets.html.md"""
 
@@ -22,15 +23,17 @@ from .core import derive_seed
 # %% auto #0
 __all__ = ['SPLITS', 'DATASETS', 'N_DIGITS', 'DIGITS_N_TEST', 'OBJECT_SHAPES', 'OBJECTS_BLOCK', 'TINTS', 'SHAPES', 'SHAPE_WORDS',
            'COLOURS', 'SIZE_WORDS', 'POSITION_WORDS', 'RELATION_WORDS', 'CAPTION_VOCAB', 'POSITIVE_WORDS',
-           'NEGATIVE_WORDS', 'NEUTRAL_ADJECTIVES', 'NOUNS', 'CLAUSES', 'JOINERS', 'SENTIMENT_VOCAB', 'DATASET_CLASSES',
-           'split_sizes', 'split_indices', 'EmbeddedDataset', 'resize_images', 'digits_arrays', 'DigitsDataset',
-           'show_images', 'Objects10', 'ClutteredDigits', 'assign_attribute', 'BiasedDigits',
-           'attribute_label_correlation', 'Vocab', 'render_scene', 'caption_scene', 'ShapesCaptions',
-           'SentimentSentences', 'get_dataset', 'dataset_info']
+           'NEGATIVE_WORDS', 'NEUTRAL_ADJECTIVES', 'NOUNS', 'CLAUSES', 'JOINERS', 'SENTIMENT_VOCAB', 'TABLE_4_9_COUNTS',
+           'BRAIN_MRI_CLASSES', 'BRAIN_BLOCK', 'PAIR_TASKS', 'NOUN_SYNONYMS', 'DATASET_CLASSES', 'split_sizes',
+           'split_indices', 'EmbeddedDataset', 'resize_images', 'digits_arrays', 'DigitsDataset', 'show_images',
+           'Objects10', 'ClutteredDigits', 'assign_attribute', 'BiasedDigits', 'attribute_label_correlation', 'Vocab',
+           'render_scene', 'caption_scene', 'ShapesCaptions', 'SentimentSentences', 'BrainMRI', 'SentencePairs',
+           'get_dataset', 'dataset_info']
 
 # %% ../nbs/01_datasets.ipynb #89a9e6d8
 SPLITS = ('search_train', 'search_val', 'train', 'test')
-DATASETS = ('digits', 'objects10', 'cluttered_digits', 'biased_digits', 'shapes_captions', 'sentiment')
+DATASETS = ('digits', 'objects10', 'cluttered_digits', 'biased_digits', 'shapes_captions', 'sentiment', 'brain_mri',
+            'sentence_pairs')
 N_DIGITS, DIGITS_N_TEST = 1797, 597   # scikit-learn's digits: 1797 images; 597 held out leaves 600 + 600 for search
 
 def _check_choice(value, valid: Sequence, what: str):
@@ -739,6 +742,21 @@ JOINERS = ('and', 'but', 'while', 'so')
 SENTIMENT_VOCAB = Vocab(sorted(set(Vocab.tokenize(' '.join(CLAUSES + JOINERS)) + list(NOUNS) + list(NEUTRAL_ADJECTIVES)
                                    + list(POSITIVE_WORDS) + list(NEGATIVE_WORDS)) - {'n'}))
 
+def _clause(rng, pol: int) -> tuple[list[str], list[int], list[str]]:
+    """One clause of a random template: tokens, their polarities (±1 on a sentiment word, else 0) and slots ('N' noun,
+    'A' adjective, '' template word). `pol` = ±1 fills the adjective slot with a sentiment word of that sign, 0 with a
+    neutral adjective."""
+    toks, pols, slots = [], [], []
+    for w in CLAUSES[int(rng.integers(len(CLAUSES)))].split():
+        if w == 'N': toks.append(NOUNS[int(rng.integers(len(NOUNS)))]); pols.append(0)
+        elif w == 'A' and pol:
+            lex = POSITIVE_WORDS if pol > 0 else NEGATIVE_WORDS
+            toks.append(lex[int(rng.integers(len(lex)))]); pols.append(pol)
+        elif w == 'A': toks.append(NEUTRAL_ADJECTIVES[int(rng.integers(len(NEUTRAL_ADJECTIVES)))]); pols.append(0)
+        else: toks.append(w); pols.append(0)
+        slots.append(w if w in ('N', 'A') else '')
+    return toks, pols, slots
+
 def _sentence(rng, y: int, p_contrast: float) -> tuple[list[str], list[int]]:
     "Tokens of one sentence with label `y` and the polarity (+1/-1/0) of each token."
     c = int(rng.integers(2, 4))
@@ -749,13 +767,8 @@ def _sentence(rng, y: int, p_contrast: float) -> tuple[list[str], list[int]]:
     toks, pols = [], []
     for ci in range(c):
         if ci: toks.append(JOINERS[int(rng.integers(len(JOINERS)))]); pols.append(0)
-        for w in CLAUSES[int(rng.integers(len(CLAUSES)))].split():
-            if w == 'N': toks.append(NOUNS[int(rng.integers(len(NOUNS)))]); pols.append(0)
-            elif w == 'A' and ci in slots:
-                lex = POSITIVE_WORDS if slots[ci] > 0 else NEGATIVE_WORDS
-                toks.append(lex[int(rng.integers(len(lex)))]); pols.append(slots[ci])
-            elif w == 'A': toks.append(NEUTRAL_ADJECTIVES[int(rng.integers(len(NEUTRAL_ADJECTIVES)))]); pols.append(0)
-            else: toks.append(w); pols.append(0)
+        t, p, _ = _clause(rng, slots.get(ci, 0))
+        toks += t; pols += p
     return toks, pols
 
 @functools.lru_cache(maxsize=8)
@@ -779,7 +792,7 @@ class SentimentSentences(EmbeddedDataset):
     fields = ('tokens', 'y', 'mask')
     classes = ('negative', 'positive')
     defaults = dict(n=2000, n_test=400, max_len=24, p_contrast=0.25)
-    MAX_SENTENCE = 3 * 6 + 2                      # 3 clauses of at most 6 words and 2 joiners
+    MAX_SENTENCE = 3 * max(len(c.split()) for c in CLAUSES) + 2   # 3 clauses of at most 7 words and 2 joiners: 23
 
     @classmethod
     def _validate(cls, p):
@@ -806,9 +819,302 @@ class SentimentSentences(EmbeddedDataset):
     @property
     def x(self) -> torch.Tensor: return self.tokens
 
+# %% ../nbs/01_datasets.ipynb #8694f21c
+TABLE_4_9_COUNTS = {'glioma': (826, 100), 'meningioma': (822, 115), 'notumor': (395, 105), 'pituitary': (827, 74)}  # (train, test)
+BRAIN_MRI_CLASSES = tuple(TABLE_4_9_COUNTS)      # the order of trustnas_nb.loaders.BRAIN_TUMOR_CLASSES
+BRAIN_BLOCK = 256           # the brain_mri pool is rendered in blocks of this many slices, each from its own seed
+
+def _apportion(total: int, weights: Sequence[float]) -> np.ndarray:
+    "Integer counts summing to `total` in proportion to `weights` (largest remainder; ties go to the earlier class)."
+    w = np.asarray(weights, np.float64); q = total * w / w.sum()
+    c = np.floor(q).astype(np.int64)
+    c[np.argsort(-(q - c), kind='stable')[:total - c.sum()]] += 1
+    return c
+
+def _brain_mri_labels(n: int, n_test: int, seed: int) -> np.ndarray:
+    "Pool labels: `search_train` and `search_val` apportioned from Table 4.9's training column, `test` from its test column."
+    rng = np.random.default_rng(derive_seed(seed, 'brain_mri', 'labels'))
+    sp, y = split_indices(n, n_test, seed), np.empty(n, np.int64)
+    for split, col in (('search_train', 0), ('search_val', 0), ('test', 1)):
+        counts = _apportion(len(sp[split]), [c[col] for c in TABLE_4_9_COUNTS.values()])
+        y[sp[split]] = rng.permutation(np.repeat(np.arange(len(counts)), counts))
+    return y
+
+# %% ../nbs/01_datasets.ipynb #1c221a45
+_BRAIN_R = 0.84     # radius of the brain in head units; the CSF gap is 0.84..0.9, the skull ring 0.9..1
+
+def _ramp(sd, e):
+    "Antialiased inside-indicator of a signed distance `sd` (> 0 inside): a linear ramp `e` (one pixel) wide."
+    return np.clip(0.5 + sd / e, 0, 1)
+
+def _brain_block(seed: int, block: int, y: np.ndarray, difficulty: float, R: int):
+    """Block `block` of the brain_mri pool, rendered at R×R: slices `(m, R, R)` float32, lesion `(m, R, R)` bool,
+    brain coverage `(m, R, R)` float32 and hardness `(m,)`. The random draws do not depend on `R`."""
+    rng = np.random.default_rng(derive_seed(seed, 'brain_mri', block))
+    m = len(y)
+    def U(lo, hi, k=m): return rng.uniform(lo, hi, k).astype(_f32)
+    def col(v): return v[:, None, None]
+    hard = (difficulty * rng.uniform(0, 1, m)).astype(_f32)
+    kc, ks = 1 - 0.6 * hard, 1 - 0.3 * hard                    # lesion contrast and size shrink with the hardness
+    # head coordinates (p, q): the head ellipse (jittered centre, rotation, scale, aspect) becomes the unit disc
+    g = (np.arange(R, dtype=_f32) + 0.5) / R * 2 - 1
+    cx, cy, th, s = U(-0.04, 0.04), U(-0.04, 0.04), U(-0.26, 0.26), U(0.88, 1.04)
+    a, b = s * U(0.66, 0.76), s * U(0.8, 0.9)
+    X, Y = g[None, None, :] - col(cx), g[None, :, None] - col(cy)
+    ct, st = col(np.cos(th)), col(np.sin(th))
+    p, q = (X * ct + Y * st) / col(a), (Y * ct - X * st) / col(b)
+    r = np.sqrt(p * p + q * q)
+    e = col(2 / R / np.sqrt(a * b))                            # one pixel in head units
+    brain, skull = _ramp(_BRAIN_R - r, e), _ramp(1 - r, e) * _ramp(r - 0.9, e)
+    # grey and white matter: white inside a wavy boundary, grey outside, a fine texture over both
+    wm = 1 / (1 + np.exp(-((0.6 - r) / 0.06 + 1.5 * _smooth_noise(rng, m, 1, 10, R)[:, 0])))
+    gm_i = col(U(0.3, 0.42)); wm_i = gm_i + col(U(0.12, 0.22))
+    par = gm_i + wm * (wm_i - gm_i) + 0.035 * _smooth_noise(rng, m, 1, 20, R)[:, 0]
+    # ventricles: two mirror-image tilted ellipses, each with a bite taken out of its outer side (crescents)
+    dv, qv, av, bv, tv, bite = U(0.07, 0.15), U(-0.18, 0.0), U(0.08, 0.14), U(0.16, 0.3), U(0.1, 0.45), U(0.7, 1.5)
+    vent = np.zeros_like(r)
+    for side in (-1, 1):
+        u0, w0 = p - side * col(dv), q - col(qv)
+        c2, s2 = np.cos(side * col(tv)), np.sin(side * col(tv))
+        u, w = u0 * c2 - w0 * s2, u0 * s2 + w0 * c2
+        def ell(shift): return _ramp((1 - np.sqrt(((u - shift) / col(av)) ** 2 + (w / col(bv)) ** 2)) * col(av), e)
+        vent = np.maximum(vent, ell(0) * (1 - ell(side * col(bite * av))))
+    par += vent * (col(U(0.06, 0.14)) - par)
+    lesion, les = np.zeros(r.shape, bool), np.zeros_like(r)
+    # glioma (0): an irregular mass in one hemisphere: bright enhancing rim, dark necrotic core, blurry oedema around
+    i = np.flatnonzero(y == 0); k = len(i)
+    if k:
+        pc, qc = np.where(rng.random(k) < 0.5, -1, 1) * rng.uniform(0.2, 0.48, k), rng.uniform(-0.45, 0.3, k)
+        rad = rng.uniform(0.17, 0.3, k) * ks[i]
+        amp, phase = rng.uniform(0, 0.12, (3, k)), rng.uniform(0, 2 * np.pi, (3, k))
+        dp, dq = p[i] - col(pc), q[i] - col(qc)
+        phi = np.arctan2(dq, dp)
+        rho = col(rad) * (1 + sum(col(amp[j]) * np.cos((j + 2) * phi + col(phase[j])) for j in range(3)))
+        d = np.sqrt(dp * dp + dq * dq) / rho + 0.22 * _smooth_noise(rng, k, 1, 8, R)[:, 0]   # < 1 inside the tumour
+        inside, core = _ramp(1 - d, e[i] / rho), _ramp(col(rng.uniform(0.45, 0.7, k)) - d, e[i] / rho)
+        target = core * col(rng.uniform(0.15, 0.3, k)) + (1 - core) * col(rng.uniform(0.8, 0.95, k))
+        oedema = col(rng.uniform(0.06, 0.16, k)) * np.exp(-np.clip(d - 1, 0, None) ** 2 / 0.15)
+        les[i] = col(kc[i]) * (inside * (target - par[i]) + (1 - inside) * oedema)
+        lesion[i] = (d < 1) & (r[i] < _BRAIN_R)
+    # meningioma (1): round, sharply bounded, homogeneously bright, resting on the inner surface of the skull
+    i = np.flatnonzero(y == 1); k = len(i)
+    if k:
+        rad = rng.uniform(0.14, 0.26, k) * ks[i]
+        ang, rc = rng.uniform(0, 2 * np.pi, k), _BRAIN_R - rad * rng.uniform(0.1, 0.5, k)
+        dp, dq = p[i] - col(rc * np.cos(ang)), q[i] - col(rc * np.sin(ang))
+        d = np.sqrt(dp * dp + dq * dq) / col(rad)
+        target = col(rng.uniform(0.72, 0.9, k)) + 0.02 * _smooth_noise(rng, k, 1, 12, R)[:, 0]
+        les[i] = col(kc[i]) * _ramp(1 - d, e[i] / col(rad)) * (target - par[i])
+        lesion[i] = (d < 1) & (r[i] < _BRAIN_R)
+    # pituitary (3): a small bright lesion at the sella, central and low
+    i = np.flatnonzero(y == 3); k = len(i)
+    if k:
+        rad = rng.uniform(0.09, 0.15, k) * ks[i]
+        pc, qc, tall = rng.uniform(-0.06, 0.06, k), rng.uniform(0.36, 0.48, k), rng.uniform(1.0, 1.3, k)
+        dp, dq = p[i] - col(pc), (q[i] - col(qc)) / col(tall)
+        d = np.sqrt(dp * dp + dq * dq) / col(rad)
+        les[i] = col(kc[i]) * _ramp(1 - d, e[i] / col(rad)) * (col(rng.uniform(0.75, 0.92, k)) - par[i])
+        lesion[i] = (d < 1) & (r[i] < _BRAIN_R)
+    par += les
+    # distractors in every class: bright vessel-like spots anywhere in the brain ...
+    n_spots = rng.integers(0, 2 + round(4 * difficulty), m)
+    for j in range(int(n_spots.max(initial=0))):
+        rr, aa, rv, el, iv = 0.75 * np.sqrt(U(0, 1)), U(0, 2 * np.pi), U(0.03, 0.07), U(1, 2.5), U(0.6, 0.9)
+        dp, dq = p - col(rr * np.cos(aa)), (q - col(rr * np.sin(aa))) / col(el)
+        par += (_ramp(col(rv) - np.sqrt(dp * dp + dq * dq), e) * col(j < n_spots)) * (col(iv) - par)
+    img = brain * par + skull * col(U(0.7, 0.95))
+    # ... a smooth multiplicative bias field and a global gain
+    bias = col(0.08 + 0.25 * difficulty * U(0, 1))
+    img *= np.exp(bias * _smooth_noise(rng, m, 1, 3, R)[:, 0]) * col(U(0.8, 1.0))
+    return np.clip(img, 0, 1, out=img), lesion, brain.astype(_f32), hard
+
+# %% ../nbs/01_datasets.ipynb #1cb77dd5
+def _area_resize(x: torch.Tensor, S: int) -> torch.Tensor:
+    "Resize `(N, C, R, R)` to S×S by averaging over areas (exact when S divides R)."
+    R = x.shape[-1]
+    if R == S: return x.clone()
+    if R % S == 0: return F.avg_pool2d(x, R // S)
+    return F.interpolate(x, size=(S, S), mode='bilinear', align_corners=False, antialias=True)
+
+def _coverage_mask(cov: torch.Tensor) -> torch.Tensor:
+    "Pixels at least half covered; a coverage that is nowhere half keeps its most covered pixel (a tiny lesion stays)."
+    m = (cov >= 0.5).flatten(1)
+    flat = cov.flatten(1)
+    lost = (flat.amax(1) > 0) & ~m.any(1)
+    m[lost, flat[lost].argmax(1)] = True
+    return m.view(cov.shape)
+
+@functools.lru_cache(maxsize=4)
+def _brain_mri_pool(seed, n, n_test, difficulty, R) -> dict:
+    "The clean pool rendered at R×R: `x` (n, 1, R, R), labels, lesion and brain coverage, hardness."
+    y = _brain_mri_labels(n, n_test, seed)
+    blocks = [_brain_block(seed, b, y[b * BRAIN_BLOCK:(b + 1) * BRAIN_BLOCK], difficulty, R)
+              for b in range(math.ceil(n / BRAIN_BLOCK))]
+    x, lesion, brain, h = (np.concatenate(parts) for parts in zip(*blocks))
+    return dict(x=torch.from_numpy(x)[:, None], y=torch.from_numpy(y), lesion=torch.from_numpy(lesion)[:, None],
+                brain=torch.from_numpy(brain)[:, None], hardness=torch.from_numpy(h))
+
+@functools.lru_cache(maxsize=4)
+def _brain_mri_sized(seed, n, n_test, image_size, difficulty, noise) -> dict:
+    S = image_size
+    pool = _brain_mri_pool(seed, n, n_test, difficulty, max(64, S))
+    x = _area_resize(pool['x'], S)
+    mask = _coverage_mask(_area_resize(pool['lesion'].float(), S))
+    brain = (_area_resize(pool['brain'], S) >= 0.5) | mask
+    if noise > 0:          # Rician: the magnitude of the signal plus complex Gaussian noise
+        rng = np.random.default_rng(derive_seed(seed, 'brain_mri', 'noise', S))
+        sigma = noise * torch.from_numpy(rng.uniform(0.5, 1.5, (n, 1, 1, 1)).astype(_f32))
+        n1, n2 = torch.from_numpy(rng.standard_normal((2, n, 1, S, S), dtype=_f32))
+        x = torch.sqrt((x + sigma * n1) ** 2 + (sigma * n2) ** 2)
+    return dict(x=x.clamp_(0, 1), y=pool['y'], mask=mask, brain=brain, hardness=pool['hardness'])
+
+class BrainMRI(EmbeddedDataset):
+    "Generated axial MRI-like slices: glioma, meningioma, no tumour or pituitary tumour, with the lesion's mask."
+    name, task = 'brain_mri', 'image classification (4 classes) with ground-truth lesion masks'
+    stands_in_for = 'the Kaggle brain-tumour MRI dataset (ch. 4, §4.6)'
+    fields = ('x', 'y', 'mask')
+    classes = BRAIN_MRI_CLASSES
+    defaults = dict(n=1200, n_test=240, image_size=32, difficulty=0.5, noise=0.03)
+
+    @classmethod
+    def _validate(cls, p):
+        p['n'] = _check_int(p['n'], 'n', lo=8, hi=200_000)
+        p['n_test'] = _check_int(p['n_test'], 'n_test', lo=1, hi=p['n'] - 2)
+        p['image_size'] = _check_int(p['image_size'], 'image_size', lo=8, hi=256)
+        p['difficulty'] = _check_float(p['difficulty'], 'difficulty', 0., 1.)
+        p['noise'] = _check_float(p['noise'], 'noise', 0., 0.5)
+        return p
+    @classmethod
+    def pool_size(cls, p): return p['n']
+    @classmethod
+    def item_shapes(cls, p): s = p['image_size']; return dict(x=(1, s, s), y=(), mask=(1, s, s))
+
+    def __init__(self, split='train', seed=0, n=1200, n_test=240, image_size=32, difficulty=0.5, noise=0.03):
+        super().__init__(split, seed, n=n, n_test=n_test, image_size=image_size, difficulty=difficulty, noise=noise)
+        p = self.params
+        idx = split_indices(p['n'], p['n_test'], self.seed)[split]
+        sub = _subset(_brain_mri_sized(self.seed, p['n'], p['n_test'], p['image_size'], p['difficulty'], p['noise']), idx)
+        self.index = torch.as_tensor(idx, dtype=torch.long)
+        self.x, self.y, self.mask, self.brain, self.hardness = sub['x'], sub['y'], sub['mask'], sub['brain'], sub['hardness']
+
+# %% ../nbs/01_datasets.ipynb #376e9b53
+PAIR_TASKS = {'paraphrase': ('not_paraphrase', 'paraphrase'), 'entailment': ('entailment', 'neutral', 'contradiction')}
+NOUN_SYNONYMS = (('movie', 'film'), ('story', 'plot'), ('script', 'screenplay'))
+_NOUN_SENSE = {w: g for g, ws in enumerate(NOUN_SYNONYMS) for w in ws}
+_NOUN_SENSE.update({w: len(NOUN_SYNONYMS) + i for i, w in enumerate(w for w in NOUNS if w not in _NOUN_SENSE)})
+
+def _pick(rng, seq): return seq[int(rng.integers(len(seq)))]
+
+def _same_sense(rng, w: str, pol: int) -> str:
+    "A word that means the same here: a sentiment word of polarity `pol`, a synonym of a noun, else `w` itself."
+    if pol: return _pick(rng, POSITIVE_WORDS if pol > 0 else NEGATIVE_WORDS)
+    if _NOUN_SENSE.get(w, len(NOUN_SYNONYMS)) < len(NOUN_SYNONYMS): return _pick(rng, NOUN_SYNONYMS[_NOUN_SENSE[w]])
+    return w
+
+def _clause_polarities(rng, c: int, must: int) -> list[int]:
+    "Polarities of `c` clauses: clause `must` ±1, each other one ±1 with probability 1/2, else 0 (a neutral adjective)."
+    return [int(rng.choice((-1, 1))) if ci == must or rng.random() < 0.5 else 0 for ci in range(c)]
+
+def _join(rng, clauses) -> tuple[list[str], list[int], list]:
+    "Clauses joined by random joiners: tokens, polarities, and where each token comes from ((clause, position) or None)."
+    toks, pols, src = [], [], []
+    for ci, (t, p, _) in enumerate(clauses):
+        if ci: toks.append(_pick(rng, JOINERS)); pols.append(0); src.append(None)
+        toks += t; pols += p; src += [(ci, j) for j in range(len(t))]
+    return toks, pols, src
+
+def _paraphrase_pair(rng, y: int):
+    "((tokens, polarities, evidence) of A, the same of B) of a paraphrase (y = 1) or a non-paraphrase (y = 0)."
+    c = int(rng.integers(2, 4))
+    A = [_clause(rng, pol) for pol in _clause_polarities(rng, c, int(rng.integers(c)))]
+    order = rng.permutation(c) if rng.random() < 0.5 else np.arange(c)
+    B = [([_same_sense(rng, w, pl) for w, pl in zip(A[k][0], A[k][1])], list(A[k][1]), A[k][2]) for k in order]
+    evidence = {(ci, j) for ci, (_, pols, _) in enumerate(A) for j, pl in enumerate(pols) if pl}   # in A's clauses
+    if y == 0:
+        flip = rng.random() < 0.5
+        cand = [(bi, j) for bi, (_, pols, slots) in enumerate(B) for j, (pl, sl) in enumerate(zip(pols, slots))
+                if (pl != 0 if flip else sl == 'N')]
+        bi, j = cand[int(rng.integers(len(cand)))]
+        t, pols, _ = B[bi]
+        if flip: pols[j] = -pols[j]; t[j] = _same_sense(rng, t[j], pols[j])
+        else: t[j] = _pick(rng, [w for w in NOUNS if _NOUN_SENSE[w] != _NOUN_SENSE[t[j]]])
+        evidence = {(int(order[bi]), j)}
+    ta, pa, sa = _join(rng, A)
+    tb, pb, sb = _join(rng, B)
+    return ((ta, pa, [s in evidence for s in sa]),
+            (tb, pb, [s is not None and (int(order[s[0]]), s[1]) in evidence for s in sb]))
+
+def _entailment_pair(rng, y: int):
+    "((tokens, polarities, evidence) of A, the same of B) with B entailed (y = 0), neutral (1) or contradicted (2)."
+    c = int(rng.integers(2, 4)); k = int(rng.integers(c))
+    A = [_clause(rng, pol) for pol in _clause_polarities(rng, c, k)]
+    ta, pa, sa = _join(rng, A)
+    if y == 1:                           # a clause about nouns A does not mention (nor their synonyms)
+        t, pols, slots = _clause(rng, int(rng.choice((-1, 1))))
+        free = [w for w in NOUNS if _NOUN_SENSE[w] not in {_NOUN_SENSE[v] for v in ta if v in _NOUN_SENSE}]
+        t = [_pick(rng, free) if sl == 'N' else w for w, sl in zip(t, slots)]
+        return (ta, pa, [False] * len(ta)), (t, pols, [sl == 'N' for sl in slots])
+    t, pols = list(A[k][0]), list(A[k][1])
+    j = next(j for j, pl in enumerate(pols) if pl)
+    if y == 2: pols[j] = -pols[j]; t[j] = _same_sense(rng, t[j], pols[j])
+    return (ta, pa, [s == (k, j) for s in sa]), (t, pols, [i == j for i in range(len(t))])
+
+@functools.lru_cache(maxsize=8)
+def _pairs_pool(seed, n, max_len, task):
+    rng = np.random.default_rng(derive_seed(seed, 'sentence_pairs', task))
+    y = rng.permutation(np.arange(n) % len(PAIR_TASKS[task]))
+    make = _paraphrase_pair if task == 'paraphrase' else _entailment_pair
+    tokens = torch.zeros(n, 2, max_len, dtype=torch.long); polarity = torch.zeros(n, 2, max_len, dtype=torch.int8)
+    mask = torch.zeros(n, 2, max_len, dtype=torch.bool); lengths = torch.zeros(n, 2, dtype=torch.long); sentences = []
+    for i in range(n):
+        pair = make(rng, int(y[i]))
+        for s, (toks, pols, ev) in enumerate(pair):
+            tokens[i, s] = torch.tensor(SENTIMENT_VOCAB.encode(toks, bos=False, eos=False, max_len=max_len))
+            polarity[i, s, :len(pols)] = torch.tensor(pols, dtype=torch.int8)
+            mask[i, s, :len(ev)] = torch.tensor(ev, dtype=torch.bool)
+            lengths[i, s] = len(toks)
+        sentences.append(tuple(' '.join(toks) for toks, _, _ in pair))
+    return dict(tokens=tokens, y=torch.from_numpy(y).long(), mask=mask, polarity=polarity, lengths=lengths,
+                sentences=sentences)
+
+class SentencePairs(EmbeddedDataset):
+    "Generated sentence pairs (paraphrase or entailment) whose label is decided by a few marked words (`.mask`)."
+    name, task = 'sentence_pairs', 'sentence-pair classification (paraphrase: 2 classes, entailment: 3) with word-level evidence'
+    stands_in_for = 'the GLUE sentence-pair tasks MRPC / QQP / MNLI / QNLI / RTE (ch. 4, Table 4.6)'
+    fields = ('tokens', 'y', 'mask')
+    classes = PAIR_TASKS['paraphrase']             # those of the default task; an instance has those of its own task
+    defaults = dict(n=2000, n_test=400, max_len=24, task='paraphrase')
+    MAX_SENTENCE = SentimentSentences.MAX_SENTENCE
+
+    @classmethod
+    def _validate(cls, p):
+        p['n'] = _check_int(p['n'], 'n', lo=3, hi=1_000_000)
+        p['n_test'] = _check_int(p['n_test'], 'n_test', lo=1, hi=p['n'] - 2)
+        p['max_len'] = _check_int(p['max_len'], 'max_len', lo=cls.MAX_SENTENCE, hi=4096)
+        p['task'] = _check_choice(p['task'], tuple(PAIR_TASKS), 'task')
+        return p
+    @classmethod
+    def pool_size(cls, p): return p['n']
+    @classmethod
+    def item_shapes(cls, p): L = p['max_len']; return dict(tokens=(2, L), y=(), mask=(2, L))
+
+    def __init__(self, split='train', seed=0, n=2000, n_test=400, max_len=24, task='paraphrase'):
+        super().__init__(split, seed, n=n, n_test=n_test, max_len=max_len, task=task)
+        p = self.params
+        idx = split_indices(p['n'], p['n_test'], self.seed)[split]
+        sub = _subset(_pairs_pool(self.seed, p['n'], p['max_len'], p['task']), idx)
+        self.index = torch.as_tensor(idx, dtype=torch.long)
+        self.tokens, self.y, self.mask, self.polarity, self.lengths, self.sentences = (
+            sub['tokens'], sub['y'], sub['mask'], sub['polarity'], sub['lengths'], sub['sentences'])
+        self.classes = PAIR_TASKS[p['task']]
+        self.vocab = SENTIMENT_VOCAB
+
+    @property
+    def x(self) -> torch.Tensor: return self.tokens
+
 # %% ../nbs/01_datasets.ipynb #6c718d15
 DATASET_CLASSES = {c.name: c for c in (DigitsDataset, Objects10, ClutteredDigits, BiasedDigits, ShapesCaptions,
-                                       SentimentSentences)}
+                                       SentimentSentences, BrainMRI, SentencePairs)}
 
 def get_dataset(name: str, split: str = 'train', seed: int = 0, **kwargs) -> EmbeddedDataset:
     "The embedded dataset `name` (see `DATASETS`), split `split` (see `SPLITS`), generated from `seed`."
@@ -822,7 +1128,8 @@ def dataset_info(name: str, **kwargs) -> dict:
     cls = DATASET_CLASSES[_check_choice(name, DATASETS, 'dataset')]
     p = cls.check_params(**kwargs)
     n = cls.pool_size(p)
-    classes = list(CAPTION_VOCAB.itos) if cls is ShapesCaptions else list(cls.classes)
+    classes = (list(CAPTION_VOCAB.itos) if cls is ShapesCaptions else list(PAIR_TASKS[p['task']]) if cls is SentencePairs
+               else list(cls.classes))
     info = dict(name=name, task=cls.task, stands_in_for=cls.stands_in_for, fields=cls.fields,
                 shapes=cls.item_shapes(p), num_classes=len(classes), classes=classes,
                 split_sizes=split_sizes(n, p['n_test']), params=p, dataset_class=cls.__name__)
