@@ -205,7 +205,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         'ch4text': dict(seeds=(0,), datasets=('sentiment', 'paraphrase_pairs'), base='darts2nd', kinds=('plain', 'ec', 'cdep', 'gmpgc', 'sanas'),
                         max_len=24, n_words=32, word_kinds=('ec', 'gmpgc', 'sanas'),
                         search=dict(n_train=64, n_val=64, batch_size=16, epochs=1, C=4, layers=2, nodes=2),
-                        eval=dict(C=4, layers=2, epochs=1, n_train=128, batch_size=32, lr=0.05, auxiliary=False, cutout=0, drop_path=0.0)),
+                        eval=dict(C=4, layers=2, epochs=1, n_train=128, batch_size=32, lr=0.3, auxiliary=False, cutout=0, drop_path=0.0)),
         'explanation': dict(ec=dict(), cdep=dict(), gmpgc=dict(), sub_batch=8),   # per-baseline penalty options over explanation_reg's defaults; sub_batch: the penalty's images per batch (None: all)
     },
     'cpu': {
@@ -251,7 +251,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         'ch4text': dict(seeds=(0, 1, 2), datasets=('sentiment', 'paraphrase_pairs', 'entailment_pairs'), base='darts2nd',
                         kinds=('plain', 'ec', 'cdep', 'gmpgc', 'sanas'), max_len=24, n_words=100, word_kinds=('ec', 'gmpgc', 'sanas'),
                         search=dict(n_train=192, n_val=192, batch_size=32, epochs=2, C=8, layers=2, nodes=2),
-                        eval=dict(C=8, layers=2, epochs=4, n_train=768, batch_size=64, lr=0.05, auxiliary=False, cutout=0, drop_path=0.0)),
+                        eval=dict(C=8, layers=2, epochs=6, n_train=1024, batch_size=64, lr=0.3, auxiliary=False, cutout=0, drop_path=0.0)),
         'explanation': dict(ec=dict(), cdep=dict(), gmpgc=dict(), sub_batch=8),
     },
     'paper': {
