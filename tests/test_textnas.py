@@ -127,14 +127,18 @@ def test_text_data_for_the_driver():
     with pytest.raises(ValueError, match='max_len'): text_tensors('sentiment', 'train', 0, 3, max_len=1)
 
 
-@pytest.mark.parametrize('method', ['darts_2nd', 'sanas_darts2nd', 'cdep_darts2nd', 'gmpgc_darts2nd'])
-def test_the_driver_searches_the_text_space(method):
+@pytest.mark.parametrize('method,dataset', [('darts_2nd', 'sentiment'), ('sanas_darts2nd', 'sentiment'), ('cdep_darts2nd', 'sentiment'),
+                                            ('gmpgc_darts2nd', 'sentiment'), ('sanas_darts2nd', 'paraphrase_pairs'),
+                                            ('cdep_darts2nd', 'entailment_pairs'), ('gmpgc_darts2nd', 'paraphrase_pairs'),
+                                            ('ec_darts2nd', 'paraphrase_pairs')])
+def test_the_driver_searches_the_text_space(method, dataset):
+    "Every chapter-4 row searches single sentences and pairs (CDEP's decomposition and GMPGC's composites included)."
     from trustnas_nb.search import run_search
-    r = run_search(method, 'text', scale='ci', seed=0, progress=False, dataset='sentiment', image_size=24, n_train=32,
+    r = run_search(method, 'text', scale='ci', seed=0, progress=False, dataset=dataset, image_size=24, n_train=32,
                    n_val=32, batch_size=16, C=4, layers=1, nodes=2, max_steps=1)
     assert all(op in TEXT_PRIMITIVES for op, _ in r.genotype.normal)
     with pytest.raises(ValueError, match="search the 'text' space"):
-        run_search(method, 'darts', scale='ci', seed=0, progress=False, dataset='sentiment', image_size=24)
+        run_search(method, 'darts', scale='ci', seed=0, progress=False, dataset=dataset, image_size=24)
 
 
 def test_sanas_text_chain_relaxes_training_batches(monkeypatch):
