@@ -115,7 +115,10 @@ def test_every_experiment_notebook_runs_at_ci_scale(tmp_path):
            'table4_4_sanas_ablations': ['tables/table4_4.csv', 'tables/table4_5.csv', 'tables/table4_7.csv', 'figures/fig4_4.png'],
            # chapter 4 (text): Tables 4.6, 4.8 / 4.13
            'table4_6_sanas_text': ['tables/table4_6.csv', 'tables/table4_6_thesis.csv', 'tables/table4_8_precision.csv',
-                                   'tables/table4_8_words.csv', 'table4_8_words.html', 'figures/table4_6_accuracy.png']}
+                                   'tables/table4_8_words.csv', 'table4_8_words.html', 'figures/table4_6_accuracy.png'],
+           # chapter 4 (brain tumours, §4.6): Tables 4.9-4.12, Figures 4.5-4.7
+           'table4_10_brain_tumours': ['tables/table4_9.csv', 'tables/table4_10.csv', 'tables/table4_11.csv', 'tables/table4_12.csv',
+                                       'tables/table4_9_per_class_accuracy.csv', 'figures/fig4_5.png', 'figures/fig4_6.png', 'figures/fig4_7.png']}
     report = (tmp_path/'REPORT.md').read_text()
     assert 'Claims at `ci` scale' in report
     for stem, files in {**ch1, **ch4}.items():

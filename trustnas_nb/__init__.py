@@ -3,6 +3,7 @@
 Modules:
 
 - `trustnas_nb.bounds`: A sound, differentiable linear-relaxation bound engine for any network built from the layers of the DARTS family (supernets, evaluation networks, your own `nn.Module`): lower and upper bounds of the logits, or of margins, over an ℓ∞, ℓ2 or ℓ1 ball, certified radii, and gradients of the bounds with respect to the weights and the architecture α.
+- `trustnas_nb.brain`: Thesis §4.6 (L1818–L1908): SANAS searches the cell of an *explainer* network whose saliency maps re-weight the MRI slices that a randomly initialised ResNet-18 *audience* learns from; the explainer's architecture is chosen so that the audience (and the explainer itself) generalize. Hand-designed baselines (DenseNet, VGG, ResNet) and the DARTS family with and without SANAS are compared on four classes of brain MRI (Tables 4.9–4.12, Figs. 4.5–4.7).
 - `trustnas_nb.claims`: A claim of the thesis, the numbers our runs measured for it, the statistical test that compares them and the verdict at the scale we ran: *holds*, *does not hold* or *undecided*. Experiment notebooks record them; `outputs/REPORT.md` gathers them.
 - `trustnas_nb.core`: The machinery every chapter shares: where data and outputs live, how runs are seeded, which device they use, how big they are (`ci` / `cpu` / `paper`), and how tables and figures are written so that each one says what produced it.
 - `trustnas_nb.datasets`: Eight small datasets built from what scikit-learn ships or generated from a seed: digits (for MNIST/CIFAR), coloured, textured, cluttered objects of ten shapes (a harder CIFAR-10 stand-in), cluttered digits with ground-truth masks (for saliency), colour-biased digits (for CelebA/ISIC fairness), captioned shape scenes (for COCO), sentiment sentences with the sentiment words marked (for SST-2), brain MRI slices with lesion masks (for the brain-tumour MRI set) and sentence pairs (for GLUE's pair tasks).
@@ -72,8 +73,10 @@ _LAZY = {
     # chapter 4: text NAS (§4.4.2)
     'TextSuperNet': 'textnas', 'build_text_supernet': 'textnas', 'gumbel_relax': 'textnas', 'one_hot_tokens': 'textnas',
     'text_network': 'textnas', 'text_run': 'textnas', 'word_saliency': 'textnas', 'TEXT_PRIMITIVES': 'ops',
+    # chapter 4: the brain-tumour explainer / audience study (§4.6)
+    'brain_run': 'brain', 'baseline_run': 'brain', 'BRAIN_BASELINES': 'brain', 'baseline_model': 'brain',
 }
-_MODULES = ('core', 'datasets', 'loaders', 'reproduce', 'ops', 'genotypes', 'supernet', 'evalnet', 'mlo', 'search', 'reference', 'bounds', 'claims', 'dsrna', 'robustness', 'saliency', 'sanas', 'explanation_reg', 'textnas')
+_MODULES = ('core', 'datasets', 'loaders', 'reproduce', 'ops', 'genotypes', 'supernet', 'evalnet', 'mlo', 'search', 'reference', 'bounds', 'claims', 'dsrna', 'robustness', 'saliency', 'sanas', 'explanation_reg', 'textnas', 'brain')
 
 def __getattr__(name):
     if name in _MODULES: return _importlib.import_module(f'{__name__}.{name}')

@@ -207,6 +207,12 @@ PRESETS: dict[str, dict[str, dict]] = {
                         search=dict(n_train=64, n_val=64, batch_size=16, epochs=1, C=4, layers=2, nodes=2),
                         eval=dict(C=4, layers=2, epochs=1, n_train=128, batch_size=32, lr=0.3, auxiliary=False, cutout=0, drop_path=0.0)),
         'explanation': dict(ec=dict(), cdep=dict(), gmpgc=dict(), sub_batch=8),   # per-baseline penalty options over explanation_reg's defaults; sub_batch: the penalty's images per batch (None: all)
+        'ch4brain': dict(seeds=(0,), dataset='brain_mri', image_size=16, search_image_size=8,   # §4.6 (L1818-L1908); brain_mri: the embedded MRI stand-in
+                         bases=('darts2nd', 'pcdarts'), gamma=1.0, gamma_base='pcdarts', gammas=(0.1, 1.0), audience='resnet18',
+                         audiences=('resnet18', 'vgg13'), ablation_bases=('darts2nd',), baselines=('densenet40', 'vgg13', 'resnet50'),
+                         map_bases=('darts2nd',), n_maps=4,
+                         search=dict(n_train=32, n_val=32, batch_size=16, epochs=1, max_steps=1, C=4, layers=3, nodes=2),
+                         eval=dict(C=4, layers=3, epochs=2, n_train=64, n_test=64, batch_size=32, max_steps=2, lr=0.05, auxiliary=False, cutout=0, drop_path=0.0)),
     },
     'cpu': {
         'pcdarts': dict(pc_k=2, warmup_epochs=1, w_lr=0.1, a_lr=6e-4, batch_size=64),
@@ -253,6 +259,12 @@ PRESETS: dict[str, dict[str, dict]] = {
                         search=dict(n_train=192, n_val=192, batch_size=32, epochs=2, C=8, layers=2, nodes=2),
                         eval=dict(C=8, layers=2, epochs=6, n_train=1024, batch_size=64, lr=0.3, auxiliary=False, cutout=0, drop_path=0.0)),
         'explanation': dict(ec=dict(), cdep=dict(), gmpgc=dict(), sub_batch=8),
+        'ch4brain': dict(seeds=(0, 1, 2), dataset='brain_mri', image_size=16, search_image_size=8,
+                         bases=('darts2nd', 'pcdarts'), gamma=1.0, gamma_base='pcdarts', gammas=(1.0,), audience='resnet18',   # P-DARTS and the gamma sweep: paper only (budget)
+                         audiences=('resnet18', 'vgg13'), ablation_bases=('darts2nd',),
+                         baselines=('densenet40',), map_bases=('darts2nd',), n_maps=6,   # DenseNet101, VGG-13/16, ResNet-50/101: paper only (~10-20 s each here)
+                         search=dict(n_train=192, n_val=192, batch_size=32, epochs=3, max_steps=None, C=4, layers=3, nodes=2),   # 3 epochs: PC-DARTS' cpu warm-up is 1, then A moves
+                         eval=dict(C=8, layers=2, epochs=15, n_train=768, n_test=240, batch_size=64, max_steps=None, lr=0.1, auxiliary=False, cutout=0, drop_path=0.0)),   # < 15 epochs: near chance
     },
     'paper': {
         'pcdarts': dict(pc_k=4, warmup_epochs=15, w_lr=0.1, a_lr=6e-4, batch_size=256),
@@ -294,6 +306,14 @@ PRESETS: dict[str, dict[str, dict]] = {
                         search=dict(n_train=None, n_val=None, batch_size=128, epochs=10, C=128, layers=3, nodes=3),
                         eval=dict(C=128, layers=3, epochs=20, n_train=None, batch_size=128, lr=0.02, auxiliary=False, cutout=0, drop_path=0.0)),
         'explanation': dict(ec=dict(), cdep=dict(), gmpgc=dict(), sub_batch=None),
+        'ch4brain': dict(seeds=tuple(range(5)), dataset='brain_tumor_mri', image_size=64, search_image_size=64,   # L1844: 64x64 MRI
+                         bases=('darts2nd', 'pcdarts', 'pdarts'), gamma=1.0, gamma_base='pcdarts', gammas=(0.1, 0.5, 1.0), audience='resnet18',   # L1848; Table 4.10
+                         audiences=('resnet18', 'vgg13'), ablation_bases=('darts2nd', 'pdarts'),   # Tables 4.11, 4.12
+                         baselines=('densenet40', 'densenet101', 'vgg13', 'vgg16', 'resnet50', 'resnet101'), map_bases=('darts2nd', 'pdarts'), n_maps=64,
+                         # L1848: explainer 8 cells x 7 nodes (2 inputs, 4 intermediate, 1 output), 16 channels; SGD bs 64, lr 0.025 cosine, 50 epochs, wd 3e-4, momentum 0.9; halves of the 2870 training images
+                         search=dict(n_train=1435, n_val=1435, n_test=394, batch_size=64, epochs=50, w_lr=0.025, w_momentum=0.9, w_wd=3e-4, max_steps=None, C=16, layers=8, nodes=4),
+                         # L1850: 12 cells, 36 channels, bs 96; epochs: 600 (the chapter's L1514), not L1850's 3000 (see nbs/44_brain.ipynb)
+                         eval=dict(C=36, layers=12, epochs=600, n_train=2870, n_test=394, batch_size=96, max_steps=None, lr=0.025, auxiliary=True, cutout=16, drop_path=0.2)),
     },
 }
 

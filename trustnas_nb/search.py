@@ -305,6 +305,7 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
         state['eps'] = sdarts_epsilon(ep, epochs, eps_max=eps1, eps_min=eps0)
         state['tau'] = gumbel_temperature(ep, epochs, *M['text']['tau'])
         for nt in ([net] if chain is None else [net, chain.net2]):
+            if not hasattr(nt, 'set_skip_dropout'): nt.train(); continue     # a §4.6 audience (torchvision): no skips, no gates
             if method.gates == 'hard_concrete': nt.set_temperature(hc_temperature(ep, epochs, tau0, tau1))
             if skip_dropout > 0: nt.set_skip_dropout(pdarts_skip_dropout(skip_dropout, ep, epochs, warmup))
             nt.train()
