@@ -144,3 +144,12 @@ def test_sanas_options_reach_the_chain():
     b = run_search('sanas_darts2nd', scale='ci', seed=0, progress=False, sanas=dict(reweighting='concat'))
     assert a.alphas.keys() == b.alphas.keys()
     assert any(not torch.equal(a.alphas[k], b.alphas[k]) for k in a.alphas)
+
+
+def test_impossible_settings_and_tables_are_refused_clearly():
+    from trustnas_nb.sanas import sanas_settings, DeltaTable
+    with pytest.raises(ValueError, match="A would never move"):
+        sanas_settings('ci', dict(explainer_in_alpha=False, mode='separate'))
+    with pytest.raises(ValueError, match=r'needs 2\.0 GiB, more than DeltaTable.MAX_BYTES'):
+        class Small(DeltaTable): MAX_BYTES = 2**30
+        Small(2**19, (1024,), eps=0.03)
