@@ -260,7 +260,7 @@ PRESETS: dict[str, dict[str, dict]] = {
                         eval=dict(C=8, layers=2, epochs=6, n_train=1024, batch_size=64, lr=0.3, auxiliary=False, cutout=0, drop_path=0.0)),
         'explanation': dict(ec=dict(), cdep=dict(), gmpgc=dict(), sub_batch=8),
         'ch4brain': dict(seeds=(0, 1, 2), dataset='brain_mri', image_size=16, search_image_size=8,
-                         bases=('darts2nd', 'pcdarts'), gamma=1.0, gamma_base='pcdarts', gammas=(1.0,), audience='resnet18',   # P-DARTS and the gamma sweep: paper only (budget)
+                         bases=('darts2nd', 'pcdarts'), gamma=1.0, gamma_base='pcdarts', gammas=(0.1, 1.0), audience='resnet18',   # P-DARTS, gamma 0.5: paper only (budget)
                          audiences=('resnet18', 'vgg13'), ablation_bases=('darts2nd',),
                          baselines=('densenet40',), map_bases=('darts2nd',), n_maps=6,   # DenseNet101, VGG-13/16, ResNet-50/101: paper only (~10-20 s each here)
                          search=dict(n_train=192, n_val=192, batch_size=32, epochs=3, max_steps=None, C=4, layers=3, nodes=2),   # 3 epochs: PC-DARTS' cpu warm-up is 1, then A moves
