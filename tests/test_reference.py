@@ -5,13 +5,17 @@ from pathlib import Path
 from trustnas_nb.reference import (REFERENCE, thesis_table, TABLE_1_1, TABLE_1_3, TABLE_1_4, TABLE_1_5, TABLE_1_6,
                                    ANOVA_1, RUNTIME_1, DSRNA_CB_SHORT, TABLE_4_1, TABLE_4_2, TABLE_4_3, TABLE_4_4,
                                    TABLE_4_5, TABLE_4_6, TABLE_4_7, TABLE_4_8, TABLE_4_9, TABLE_4_10, TABLE_4_11,
-                                   TABLE_4_12, TABLE_4_13)
+                                   TABLE_4_12, TABLE_4_13, TABLE_2_1, TABLE_2_2, TABLE_2_3, TABLE_2_4, TABLE_2_5,
+                                   TABLE_2_6, TABLE_2_7, TABLE_2_8, TABLE_2_9, TABLE_2_10, TABLE_2_11)
 
 SHAPES = {'table1_1': (7, 15), 'table1_2': (20, 6), 'table1_3': (5, 14), 'table1_4': (6, 13), 'table1_5': (2, 6),
           'table1_6': (2, 6), 'table1_7': (4, 9), 'anova1': (3, 3), 'runtime1': (4, 3), 'dsrna_cb_short': (1, 8),
           'table4_1': (36, 9), 'table4_2': (33, 5), 'table4_3': (10, 5), 'table4_4': (5, 9), 'table4_5': (8, 7),
           'table4_7': (6, 7), 'table4_6': (12, 12), 'table4_8': (6, 5), 'table4_9': (4, 3), 'table4_10': (14, 6),
-          'table4_11': (4, 4), 'table4_12': (4, 4), 'table4_13': (6, 5)}
+          'table4_11': (4, 4), 'table4_12': (4, 4), 'table4_13': (6, 5),
+          'table2_1': (6, 7), 'table2_2': (4, 7), 'table2_3': (21, 5), 'table2_4': (9, 11), 'table2_5': (6, 6),
+          'table2_6': (4, 4), 'table2_7': (4, 4), 'table2_8': (4, 3), 'table2_9': (6, 3), 'table2_10': (4, 5),
+          'table2_11': (13, 6)}
 DSRNA_LABELS = ['RobNet-large', 'RobNet-free', 'SDARTS-ADV', 'PC-DARTS-ADV', 'DSRNA-CB', 'DSRNA-Jacobian', 'DSRNA-Combined']
 
 
@@ -516,3 +520,171 @@ def test_ch4_more_accessor():
     assert g[g.kind == 'sanas'].method.item() == 'Ours-AdaBERT' and g['average'].isna().sum() == 1
     assert list(thesis_table('table4_12', prefix='ours ').columns) == ['method', 'base', 'audience', 'ours accuracy']
     assert thesis_table('table4_9').set_index('tumor_type').loc['Glioma', 'thesis_test_images'] == 100
+
+
+
+# ---- chapter 2 (LBG / DALBG) ----
+
+CH2 = ['table2_%d' % i for i in range(1, 12)]
+CH2_KINDS = {'plain', 'deepmoe', 'mge-cnn', 'lbg', 'dalbg', 'ensemble'}
+
+
+def test_ch2_registry_and_structure():
+    assert set(CH2) <= set(REFERENCE) and all(n in SHAPES for n in CH2)
+    for name in CH2:
+        t = REFERENCE[name]
+        assert t['source'].startswith(f'thesis Table {name[5]}.{name[7:]} (seed 000, L'), name
+        key = t.get('key', t['columns'][:1])
+        assert list(t['columns'][:len(key)]) == list(key), name
+        keys = [tuple(r[t['columns'].index(k)] for k in key) for r in t['rows']]
+        assert len(set(keys)) == len(keys), name
+        if 'kind' in t['columns']: assert set(col(name, 'kind')) <= CH2_KINDS, name
+        for c in t['columns']:                                                    # every *_std follows its value
+            if c.endswith('_std'): assert t['columns'][t['columns'].index(c) - 1] == c[:-4], (name, c)
+        a, b = t['seed_lines']; assert len(t['rows']) > 0 and a <= b, name
+        df = thesis_table(name)
+        assert df.shape == SHAPES[name] and [c for c in df.columns if not c.startswith('thesis_')] == list(key), name
+    assert TABLE_2_4['columns'] == ('method', 'base', 'kind', 'c100_error', 'c100_error_std', 'c100_params_m',
+                                    'c100_cost_gpu_days', 'c10_error', 'c10_error_std', 'c10_params_m', 'c10_cost_gpu_days')
+    assert TABLE_2_11['columns'] == ('task', 'metric', 'BERT', 'LBG-BERT', 'RoBERTa', 'LBG-RoBERTa')
+    # the ⚠ notes this transcription relies on
+    for t, k in ((TABLE_2_1, '⚠ marks'), (TABLE_2_4, '⚠ DARTS order'), (TABLE_2_5, '⚠ SOTA claim'), (TABLE_2_7, '⚠ base'),
+                 (TABLE_2_9, '⚠ Cyrillic'), (TABLE_2_10, '⚠ three models'), (TABLE_2_11, '⚠ WNLI'), (TABLE_2_3, '⚠ no std')):
+        assert k in t['footnotes'], k
+
+
+def _ch2_cell(s):
+    "'<u>17.02</u>' / '$18.02 \\pm 0.36$' / '<b>18.02</b> ±0.36' -> (value, std, bold, underline)."
+    u = '<u>' in s
+    v, sd, bd = _parse_cell(re.sub(r'</?u>', '', s))
+    return v, sd, bd, u
+
+
+def _ch2_label(s):
+    s = re.sub(r'\s*\[\d+\]', '', s).replace(' (ours)', '').strip()
+    m = re.fullmatch(r'(.+?) with \$\\(lambda|K) = ([\d.]+)\$', s.replace('$K', '$\\K'))
+    if m: return (m[1], float(m[3]) if m[2] == 'lambda' else int(m[3]))
+    return (s,)
+
+
+# name: (header line, value columns in print order; a `*_std` column is filled from the same cell)
+_CH2_LAYOUT = {
+    'table2_1': (871, ['error', 'dp', 'deo', 'arch']),
+    'table2_2': (887, ['error', 'spd', 'eod', 'aod']),
+    'table2_4': (931, ['c100_error', 'c100_params_m', 'c100_cost_gpu_days', 'c10_error', 'c10_params_m', 'c10_cost_gpu_days']),
+    'table2_5': (964, ['top1', 'top5', 'params_m']),
+    'table2_6': (984, ['error', 'deo']),
+    'table2_7': (996, ['error', 'deo']),
+    'table2_8': (1010, ['error', 'deo']),
+    'table2_10': (1120, ['error']),
+}
+
+
+@pytest.mark.parametrize('name', sorted(_CH2_LAYOUT))
+def test_ch2_every_cell_against_seed(name):
+    text = _seed(SEED_000)
+    hdr, cols = _CH2_LAYOUT[name]
+    t = REFERENCE[name]
+    a, b = t['seed_lines']
+    assert len(t['rows']) == b - a + 1 and text[hdr - 1].split('\t')[0] in ('Method', 'Methods')
+    nlab = 2 if 'lam' in t['columns'] or 'K' in t['columns'] else 1
+    bold, under = [], []
+    for n, r in zip(range(a, b + 1), t['rows']):
+        parts = text[n - 1].split('\t')
+        assert _ch2_label(parts[0]) == tuple(r[:nlab]), (n, parts[0])
+        assert len(parts) - 1 == len(cols), n
+        for c, p in zip(cols, parts[1:]):
+            if c == 'arch': assert p == r[t['columns'].index(c)], n; continue
+            v, sd, bd, u = _ch2_cell(p)
+            assert r[t['columns'].index(c)] == v, (n, c)
+            if f'{c}_std' in t['columns']: assert r[t['columns'].index(f'{c}_std')] == sd, (n, c)
+            else: assert sd is None, (n, c)
+            if bd: bold.append((r[0], c))
+            if u: under.append((r[0], c))
+    assert sorted(bold) == sorted(t['marks']['bold'])
+    assert sorted(under) == sorted(t['marks'].get('underline', []))
+    cap = {'table2_4': 928, 'table2_8': 1008, 'table2_10': 1118}.get(name)
+    for n in ([cap] if cap else range(b + 1, b + 4)):
+        if f'Table {name[5]}.{name[7:]}.' in text[n - 1]: break
+    else: raise AssertionError(f'no caption for {name}')
+
+
+def test_table2_3_every_cell_against_seed():
+    text = _seed(SEED_000)
+    assert text[902].split('\t') == ['Dataset', 'Model', 'Error(%)'] and 'Table 2.3.' in text[925]
+    a, b = TABLE_2_3['seed_lines']
+    assert len(TABLE_2_3['rows']) == b - a + 1
+    for n, r in zip(range(a, b + 1), TABLE_2_3['rows']):
+        ds, model, err = text[n - 1].split('\t')
+        assert (ds, model.replace(' (ours)', ''), float(err)) == (r[0], r[1], r[4]), n
+        assert r[2] in model.lower() or r[2] == 'resnet56' and 'ResNet56' in model, n
+
+
+def test_table2_11_every_cell_against_seed():
+    text = _seed(SEED_000)
+    assert text[1129].split('\t') == ['Corpus', 'BERT', 'LBG-BERT', 'RoBERTa', 'LBG-RoBERTa'] and 'Table 2.11.' in text[1140]
+    rows = iter(TABLE_2_11['rows'])
+    bold = []
+    for n in range(1131, 1140):
+        parts = text[n - 1].split('\t')
+        task = parts[0].split(' (')[0]
+        cells = [re.split(r'(?<!<)/', re.sub(r'\s', '', p)) for p in parts[1:]]     # '<b>90.9</b> /92.3'
+        for i in range(len(cells[0])):
+            r = next(rows)
+            assert r[0] == task, n
+            for j, m in enumerate(TABLE_2_11['columns'][2:]):
+                c = cells[j][i]
+                if '<b>' in c: bold.append(((r[0], r[1]), m))
+                c = re.sub(r'</?b>', '', c)
+                assert r[2 + j] == (None if c == '-' else float(c)), (n, m)
+    assert next(rows, None) is None and sorted(bold) == sorted(TABLE_2_11['marks']['bold'])
+
+
+def test_table2_9_against_seed():
+    text = _seed(SEED_000)
+    assert text[1027] == text[1028] == 'Table 2.9.\tNotations\tused\tin\tLBG' and text[1030] == 'Notation\tMeaning'
+    a, b = TABLE_2_9['seed_lines']
+    for n, r in zip(range(a, b + 1), TABLE_2_9['rows']):
+        assert text[n - 1].split('\t') == [r[1], r[2]], n
+    assert [ord(r[1]) for r in TABLE_2_9['rows'] if len(r[1]) == 1] == [0x422, 0x421]
+
+
+def test_ch2_cross_table_consistency():
+    "Rows the thesis repeats between chapter-2 tables (and the chapter-4 / L960 / L974 numbers they should agree with)."
+    text = _seed(SEED_000)
+    r21 = lambda m: (row('table2_1', method=m)['error'], row('table2_1', method=m)['deo'])
+    assert r21('LBG-DARTS') == (row('table2_6', lam=0.0)['error'], row('table2_6', lam=0.0)['deo'])
+    assert r21('DALBG-DARTS') == (row('table2_6', lam=0.1)['error'], row('table2_6', lam=0.1)['deo']) == \
+        tuple(row('table2_8', method='DALBG-DARTS-MMD')[c] for c in ('error', 'deo'))
+    assert r21('LBG-ResNet18') == (row('table2_7', K=2)['error'], row('table2_7', K=2)['deo'])
+    assert r21('ResNet18') != (row('table2_7', K=1)['error'], row('table2_7', K=1)['deo']) and '⚠ K=1' in TABLE_2_7['footnotes']
+    # Table 2.8: MMD best on both (L1006)
+    assert min(col('table2_8', 'error')) == 15.22 == col('table2_8', 'error')[0] and min(col('table2_8', 'deo')) == 0.0891
+    # Table 2.10's LBG rows are Table 2.4's
+    for m10, m4 in (('LBG-DARTS-2nd', 'LBG-DARTS'), ('LBG-PDARTS', 'LBG-PDARTS')):
+        assert (row('table2_10', method=m10)['error'], row('table2_10', method=m10)['error_std']) == \
+               (row('table2_4', method=m4)['c100_error'], row('table2_4', method=m4)['c100_error_std'])
+    # Table 2.4's DARTS is Table 4.1's Darts2nd (the ⚠ DARTS order note)
+    d = row('table2_4', method='DARTS')
+    assert (d['c100_error'], d['c100_error_std'], d['c10_error'], d['c10_error_std']) == (20.58, 0.44, 2.76, 0.09) == \
+           tuple(row('table4_1', method='Darts2nd')[c] for c in ('c100_error', 'c100_error_std', 'c10_error', 'c10_error_std'))
+    assert d['c100_cost_gpu_days'] == 1.5 != row('table4_1', method='Darts2nd')['cost_gpu_days']
+    # prose L960 and L974
+    assert '20.58%' in text[959] and '17.97%' in text[959] and 'from 17.96% to 16.21% and 17.49% to 16.46%' in text[959]
+    assert row('table2_4', method='DALBG-DARTS')['c100_error'] == 17.97 and row('table2_4', method='LBG-PCDARTS')['c100_error'] == 16.21
+    assert '1.8% lower top-1 error' in text[973]
+    assert round(row('table2_5', method='DARTS-CIFAR10')['top1'] - row('table2_5', method='DALBG-DARTS-CIFAR10')['top1'], 1) == 1.8
+    assert min(col('table2_5', 'top1')) > min(col('table4_2', 'top1'))           # ⚠ SOTA claim
+    # Table 2.11: WNLI (L1153)
+    w = row('table2_11', task='WNLI')
+    assert (w['RoBERTa'], w['LBG-RoBERTa']) == (91.3, 86.3) and 'slightly better' in text[1152]
+    assert row('table2_11', task='QQP', metric='f1')['RoBERTa'] is None
+
+
+def test_ch2_accessor():
+    t = thesis_table('table2_3').set_index(['dataset', 'model'])
+    assert t.loc[('ImageNet', 'DALBG-Swin-T'), 'thesis_error'] == 16.64
+    g = thesis_table('table2_11', prefix='ours ')
+    assert list(g.columns) == ['task', 'metric', 'ours BERT', 'ours LBG-BERT', 'ours RoBERTa', 'ours LBG-RoBERTa']
+    assert list(thesis_table('table2_6').columns) == ['method', 'lam', 'thesis_error', 'thesis_deo']
+    assert thesis_table('table2_7').set_index('K').loc[4, 'thesis_deo'] == 0.0533

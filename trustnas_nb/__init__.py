@@ -2,6 +2,7 @@
 
 Modules:
 
+- `trustnas_nb.adaptation`: Chapter 2 (DALBG): the domain-adaptation term that pulls the features of the examples outside a group towards the group's own (eqs. 2.6 to 2.8), and the four distances compared in Table 2.8 (MMD, CORAL, KL, CDD), as differentiable torch functions of two sets of feature vectors.
 - `trustnas_nb.bounds`: A sound, differentiable linear-relaxation bound engine for any network built from the layers of the DARTS family (supernets, evaluation networks, your own `nn.Module`): lower and upper bounds of the logits, or of margins, over an ℓ∞, ℓ2 or ℓ1 ball, certified radii, and gradients of the bounds with respect to the weights and the architecture α.
 - `trustnas_nb.brain`: Thesis §4.6 (L1818–L1908): SANAS searches the cell of an *explainer* network whose saliency maps re-weight the MRI slices that a randomly initialised ResNet-18 *audience* learns from; the explainer's architecture is chosen so that the audience (and the explainer itself) generalize. Hand-designed baselines (DenseNet, VGG, ResNet) and the DARTS family with and without SANAS are compared on four classes of brain MRI (Tables 4.9–4.12, Figs. 4.5–4.7).
 - `trustnas_nb.claims`: A claim of the thesis, the numbers our runs measured for it, the statistical test that compares them and the verdict at the scale we ran: *holds*, *does not hold* or *undecided*. Experiment notebooks record them; `outputs/REPORT.md` gathers them.
@@ -10,6 +11,7 @@ Modules:
 - `trustnas_nb.dsrna`: Two differentiable robustness metrics of an architecture — a certified lower bound (DSRNA-CB) and a Jacobian-norm bound (DSRNA-Jacobian) — and the search that maximizes them next to the validation accuracy (eq. 1.16), as methods of the one search driver: `run_search('dsrna_cb' | 'dsrna_jacobian' | 'dsrna_combined', space=…)`.
 - `trustnas_nb.evalnet`: The second half of every differentiable search: the discrete cell is stacked into a deeper, wider network (CIFAR- or ImageNet-style, as in DARTS), trained from scratch with the DARTS recipe (SGD with cosine annealing, cutout, an auxiliary head, drop-path), and evaluated. Parameter counts match the published ones.
 - `trustnas_nb.explanation_reg`: The three saliency-based baselines of Table 4.1 as one extra term in the weight-training loss: Ross et al.'s input-gradient *explanation constraints* (EC), Rieger et al.'s *contextual decomposition explanation penalization* (CDEP) and Pillai & Pirsiavash's *global max pooling + Grad-CAM consistency* (GMPGC). Each one is a differentiable function of the weights and the architecture parameters of the supernet, so the search driver can add it to the training loss.
+- `trustnas_nb.fairness`: Chapter 2 (LBG): the group-fairness metrics the thesis reports, demographic parity and equalized odds for the binary CelebA task (Table 2.1) and statistical parity, equal opportunity and average odds differences for the 7-class ISIC-18 task (Table 2.2), computed with fairlearn from hard predictions and a sensitive attribute.
 - `trustnas_nb.genotypes`: A genotype is the discrete cell a differentiable search hands to the evaluation network: for every intermediate node, which operations it applies to which earlier nodes. This module derives it from the architecture weights (the DARTS rule), reads and writes it in the DARTS notation (so a published genotype can be pasted in), checks it, draws it, and holds the published genotypes as reference data.
 - `trustnas_nb.loaders`: MNIST, CIFAR-10/100, ImageNet-style folders, CelebA, ISIC-2018, COCO captions with the Karpathy split, brain-tumour MRI folders and six GLUE tasks (SST-2, MRPC, QQP, MNLI, QNLI, RTE), read from the standard on-disk formats under the data root. Nothing is ever downloaded: a missing dataset is an error that shows the layout it expected.
 - `trustnas_nb.mlo`: One small engine for every chain of the thesis: DARTS' two levels, DSRNA's extra upper term, LBG's three levels of arbitrary parameter groups, IUC's pseudo-label middle level and SANAS' four levels with an ascending attack and per-level update frequencies. A chain is a list of `Level`s; the hypergradient method (finite differences, exact autograd, first order, Neumann) is a setting.
@@ -75,8 +77,11 @@ _LAZY = {
     'text_network': 'textnas', 'text_run': 'textnas', 'word_saliency': 'textnas', 'TEXT_PRIMITIVES': 'ops',
     # chapter 4: the brain-tumour explainer / audience study (§4.6)
     'brain_run': 'brain', 'baseline_run': 'brain', 'BRAIN_BASELINES': 'brain', 'baseline_model': 'brain',
+    # chapter 2 (LBG / DALBG) foundations: fairness metrics and the domain-adaptation distances
+    'fairness_report': 'fairness', 'demographic_parity_difference': 'fairness', 'equalized_odds_difference': 'fairness',
+    'mmd': 'adaptation', 'coral': 'adaptation', 'cdd': 'adaptation', 'group_discrepancy': 'adaptation',
 }
-_MODULES = ('core', 'datasets', 'loaders', 'reproduce', 'ops', 'genotypes', 'supernet', 'evalnet', 'mlo', 'search', 'reference', 'bounds', 'claims', 'dsrna', 'robustness', 'saliency', 'sanas', 'explanation_reg', 'textnas', 'brain')
+_MODULES = ('core', 'datasets', 'loaders', 'reproduce', 'ops', 'genotypes', 'supernet', 'evalnet', 'mlo', 'search', 'reference', 'bounds', 'claims', 'dsrna', 'robustness', 'saliency', 'sanas', 'explanation_reg', 'textnas', 'brain', 'fairness', 'adaptation')
 
 def __getattr__(name):
     if name in _MODULES: return _importlib.import_module(f'{__name__}.{name}')

@@ -11,8 +11,9 @@ from __future__ import annotations
 # %% auto #0
 __all__ = ['TABLE_1_2', 'TABLE_1_7', 'TABLE_1_1', 'TABLE_1_3', 'TABLE_1_4', 'TABLE_1_5', 'TABLE_1_6', 'ANOVA_1', 'RUNTIME_1',
            'DSRNA_CB_SHORT', 'TABLE_4_1', 'TABLE_4_2', 'TABLE_4_3', 'TABLE_4_4', 'TABLE_4_5', 'TABLE_4_6', 'TABLE_4_7',
-           'TABLE_4_8', 'TABLE_4_9', 'TABLE_4_10', 'TABLE_4_11', 'TABLE_4_12', 'TABLE_4_13', 'REFERENCE',
-           'thesis_table']
+           'TABLE_4_8', 'TABLE_4_9', 'TABLE_4_10', 'TABLE_4_11', 'TABLE_4_12', 'TABLE_4_13', 'TABLE_2_1', 'TABLE_2_2',
+           'TABLE_2_3', 'TABLE_2_4', 'TABLE_2_5', 'TABLE_2_6', 'TABLE_2_7', 'TABLE_2_8', 'TABLE_2_9', 'TABLE_2_10',
+           'TABLE_2_11', 'REFERENCE', 'thesis_table']
 
 # %% ../nbs/0a_reference.ipynb #1391ca12
 TABLE_1_2 = dict(
@@ -606,6 +607,223 @@ TABLE_4_13 = dict(
     },
     marks=dict(bold=[]))
 
+# %% ../nbs/0a_reference.ipynb #1bea868b
+TABLE_2_1 = dict(
+    source='thesis Table 2.1 (seed 000, L871-L879)', dataset='CelebA (target "attractive", sensitive attribute gender)',
+    quantity='test error (%) and fairness gaps (lower is better)', key=('method', 'base', 'kind'),
+    columns=('method', 'base', 'kind', 'error', 'dp', 'deo', 'arch'),
+    rows=[
+        ('ResNet18',       'resnet18', 'plain', 17.57, 0.5023, 0.5683, 'Manual'),
+        ('LBG-ResNet18',   'resnet18', 'lbg',   17.02, 0.2173, 0.0596, 'Manual'),
+        ('DALBG-ResNet18', 'resnet18', 'dalbg', 16.84, 0.2116, 0.0835, 'Manual'),
+        ('DARTS',          'darts',    'plain', 16.39, 0.4571, 0.3606, 'NAS'),
+        ('LBG-DARTS',      'darts',    'lbg',   15.91, 0.2149, 0.0535, 'NAS'),
+        ('DALBG-DARTS',    'darts',    'dalbg', 15.22, 0.2185, 0.0891, 'NAS'),
+    ],
+    seed_lines=(872, 877),
+    footnotes={
+        '⚠ marks': 'underlined (L873, L874, L876): LBG-ResNet18 error, DALBG-ResNet18 DEO, LBG-DARTS error -- the second '
+                   'best of their block, but DALBG-DARTS DEO 0.0891 (also second best) is not; no bold survives, the '
+                   'best cells probably lost their bold',
+    },
+    marks=dict(bold=[], underline=[('LBG-ResNet18', 'error'), ('DALBG-ResNet18', 'deo'), ('LBG-DARTS', 'error')]))
+
+# %% ../nbs/0a_reference.ipynb #f78bb5b0
+TABLE_2_2 = dict(
+    source='thesis Table 2.2 (seed 000, L887-L893)', dataset='ISIC-18 (sensitive attribute gender)',
+    quantity='test error (%) and fairness gaps (lower is better)', key=('method', 'base', 'kind'),
+    columns=('method', 'base', 'kind', 'error', 'spd', 'eod', 'aod'),
+    rows=[
+        ('ResNet18',     'resnet18', 'plain', 14.3, 0.114, 0.143, 0.170),
+        ('LBG-ResNet18', 'resnet18', 'lbg',   12.8, 0.051, 0.088, 0.074),
+        ('DARTS',        'darts',    'plain', 10.2, 0.121, 0.139, 0.154),
+        ('LBG-DARTS',    'darts',    'lbg',    8.4, 0.048, 0.065, 0.069),
+    ],
+    seed_lines=(888, 891),
+    footnotes={'⚠ ISIC split': 'L869: val/test 1,512/193 images, apparently swapped relative to the official ISIC-2018 '
+                               'split (193/1,512)'},
+    marks=dict(bold=[]))
+
+# %% ../nbs/0a_reference.ipynb #238cd3a6
+TABLE_2_3 = dict(
+    source='thesis Table 2.3 (seed 000, L903-L926)', dataset='CIFAR-10 / CIFAR-100 / ImageNet', quantity='test error (%)',
+    key=('dataset', 'model', 'base', 'kind'),
+    columns=('dataset', 'model', 'base', 'kind', 'error'),
+    rows=[
+        ('CIFAR-10',  'ResNet56 (vanilla)',    'resnet56', 'plain',   6.55),
+        ('CIFAR-10',  'DeepMOE-ResNet56',      'resnet56', 'deepmoe', 6.03),
+        ('CIFAR-10',  'MGE-CNN-ResNet56',      'resnet56', 'mge-cnn', 5.91),
+        ('CIFAR-10',  'LBG-ResNet56',          'resnet56', 'lbg',     5.53),
+        ('CIFAR-10',  'DALBG-ResNet56',        'resnet56', 'dalbg',   5.47),
+        ('CIFAR-100', 'ResNet56 (vanilla)',    'resnet56', 'plain',   31.46),
+        ('CIFAR-100', 'DeepMOE-ResNet56',      'resnet56', 'deepmoe', 29.77),
+        ('CIFAR-100', 'MGE-CNN-ResNet56',      'resnet56', 'mge-cnn', 29.82),
+        ('CIFAR-100', 'LBG-ResNet56',          'resnet56', 'lbg',     27.96),
+        ('CIFAR-100', 'DALBG-ResNet56',        'resnet56', 'dalbg',   27.95),
+        ('ImageNet',  'ResNet18 (vanilla)',    'resnet18', 'plain',   30.24),
+        ('ImageNet',  'DeepMOE-ResNet18',      'resnet18', 'deepmoe', 29.05),
+        ('ImageNet',  'MGE-CNN-ResNet18',      'resnet18', 'mge-cnn', 29.30),
+        ('ImageNet',  'LBG-ResNet18',          'resnet18', 'lbg',     28.21),
+        ('ImageNet',  'DALBG-ResNet18',        'resnet18', 'dalbg',   28.08),
+        ('ImageNet',  'T2T-ViT-14 (vanilla)',  't2t-vit-14', 'plain', 17.16),
+        ('ImageNet',  'LBG-T2T-ViT-14',        't2t-vit-14', 'lbg',   15.50),
+        ('ImageNet',  'DALBG-T2T-ViT-14',      't2t-vit-14', 'dalbg', 15.47),
+        ('ImageNet',  'Swin-T (vanilla)',      'swin-t',   'plain',   18.70),
+        ('ImageNet',  'LBG-Swin-T',            'swin-t',   'lbg',     16.81),
+        ('ImageNet',  'DALBG-Swin-T',          'swin-t',   'dalbg',   16.64),
+    ],
+    seed_lines=(904, 924),
+    footnotes={'⚠ no std': 'L942: each LBG experiment was repeated five times and mean and std are reported, but the '
+                           'table prints single values'},
+    marks=dict(bold=[]))
+
+# %% ../nbs/0a_reference.ipynb #1f8c21c8
+TABLE_2_4 = dict(
+    source='thesis Table 2.4 (seed 000, L928-L940)', dataset='CIFAR-100 / CIFAR-10',
+    quantity='test error (%), params (M), search cost (GPU-days, Tesla V100)', key=('method', 'base', 'kind'),
+    columns=('method', 'base', 'kind', 'c100_error', 'c100_error_std', 'c100_params_m', 'c100_cost_gpu_days',
+             'c10_error', 'c10_error_std', 'c10_params_m', 'c10_cost_gpu_days'),
+    rows=[
+        ('DARTS',          'darts',   'plain', 20.58, 0.44, 3.4, 1.5, 2.76, 0.09, 3.3, 1.5),
+        ('LBG-DARTS',      'darts',   'lbg',   18.02, 0.36, 3.6, 1.7, 2.62, 0.08, 3.5, 1.6),
+        ('DALBG-DARTS',    'darts',   'dalbg', 17.97, 0.43, 3.7, 2.0, 2.64, 0.12, 3.6, 2.0),
+        ('PC-DARTS',       'pcdarts', 'plain', 17.96, 0.15, 3.9, 0.1, 2.57, 0.07, 3.6, 0.1),
+        ('LBG-PCDARTS',    'pcdarts', 'lbg',   16.21, 0.19, 4.1, 0.3, 2.51, 0.11, 3.7, 0.3),
+        ('DALBG-PCDARTS',  'pcdarts', 'dalbg', 16.18, 0.21, 4.2, 0.4, 2.48, 0.15, 3.8, 0.4),
+        ('P-DARTS',        'pdarts',  'plain', 17.49, None, 3.6, 0.3, 2.50, None, 3.4, 0.3),
+        ('LBG-PDARTS',     'pdarts',  'lbg',   16.46, 0.54, 3.7, 0.6, 2.48, 0.16, 3.5, 0.5),
+        ('DALBG-PDARTS',   'pdarts',  'dalbg', 16.39, 0.48, 3.9, 0.6, 2.47, 0.19, 3.7, 0.6),
+    ],
+    refs={'DARTS': 122, 'PC-DARTS': 196, 'P-DARTS': 29},
+    seed_lines=(932, 940),
+    footnotes={
+        'cost': 'search cost in GPU-days on a Tesla V100 (caption L928); each LBG experiment repeated five times (L942)',
+        '⚠ DARTS order': 'DARTS is second order (20.58 ± 0.44 / 2.76 ± 0.09 = Table 4.1 Darts2nd; Table 2.10 names '
+                         'LBG-DARTS-2nd) but its cost 1.5 GPU-days is first-order DARTS\' (Table 1.2: 4.0 for 2nd order); '
+                         'params 3.4 / 3.3 M vs 3.1 M in Table 4.1',
+        '⚠ P-DARTS': 'P-DARTS 17.49 / 2.50 without std vs Table 4.1 Pdarts 17.52 ± 0.06 / 2.54 ± 0.04',
+    },
+    marks=dict(bold=[]))
+
+# %% ../nbs/0a_reference.ipynb #58372456
+TABLE_2_5 = dict(
+    source='thesis Table 2.5 (seed 000, L964-L972)', dataset='ImageNet (cells searched on CIFAR-10)',
+    quantity='test error (%)', key=('method', 'base', 'kind'),
+    columns=('method', 'base', 'kind', 'top1', 'top5', 'params_m'),
+    rows=[
+        ('DARTS-CIFAR10',          'darts',   'plain', 26.7, 8.7, 4.7),
+        ('DALBG-DARTS-CIFAR10',    'darts',   'dalbg', 24.9, 8.1, 4.9),
+        ('P-DARTS (CIFAR10)',      'pdarts',  'plain', 24.4, 7.4, 4.9),
+        ('DALBG-PDARTS-CIFAR10',   'pdarts',  'dalbg', 23.9, 6.9, 5.0),
+        ('PC-DARTS-CIFAR10',       'pcdarts', 'plain', 24.8, 7.3, 5.3),
+        ('DALBG-PCDARTS-CIFAR10',  'pcdarts', 'dalbg', 23.1, 6.3, 5.7),
+    ],
+    refs={'DARTS-CIFAR10': 122, 'P-DARTS (CIFAR10)': 29, 'PC-DARTS-CIFAR10': 196},
+    seed_lines=(965, 970),
+    footnotes={
+        '⚠ SOTA claim': 'L974 calls DALBG-PCDARTS-CIFAR10 (23.1 top-1) the new SOTA in the mobile setting; Table 4.2 of '
+                        'the same thesis has SANAS-pcdarts-ImageNet at 22.2',
+        '⚠ vs Table 4.2': 'PC-DARTS-CIFAR10 24.8 / 7.3 here vs 25.1 / 7.8 in Table 4.2',
+    },
+    marks=dict(bold=[]))
+
+# %% ../nbs/0a_reference.ipynb #cb7abd4c
+TABLE_2_6 = dict(
+    source='thesis Table 2.6 (seed 000, L984-L990)', dataset='CelebA (as Table 2.1)', quantity='test error (%) and DEO',
+    key=('method', 'lam'), columns=('method', 'lam', 'error', 'deo'),
+    rows=[
+        ('LBG-DARTS',   0.0,  15.91, 0.0535),
+        ('DALBG-DARTS', 0.01, 15.73, 0.0754),
+        ('DALBG-DARTS', 0.1,  15.22, 0.0891),
+        ('DALBG-DARTS', 1.0,  15.38, 0.0917),
+    ],
+    seed_lines=(985, 988), marks=dict(bold=[]),
+    footnotes={'⚠ fairness wording': 'L982: raising λ from 0 to 0.1 "leads to a decrease in fairness" -- DEO rises '
+                                     '0.0535 -> 0.0891, i.e. fairness gets worse, as the table shows'})
+TABLE_2_7 = dict(
+    source='thesis Table 2.7 (seed 000, L996-L1002)', dataset='CelebA (as Table 2.1)', quantity='test error (%) and DEO',
+    key=('method', 'K'), columns=('method', 'K', 'error', 'deo'),
+    rows=[
+        ('LBG-ResNet18', 1, 17.59, 0.5427),
+        ('LBG-ResNet18', 2, 17.02, 0.0596),
+        ('LBG-ResNet18', 3, 16.88, 0.0541),
+        ('LBG-ResNet18', 4, 16.85, 0.0533),
+    ],
+    seed_lines=(997, 1000), marks=dict(bold=[]),
+    footnotes={'⚠ base': 'L994 says (DA)LBG is applied to DARTS; the rows are LBG-ResNet18',
+               '⚠ K=1': 'K = 1 (17.59 / 0.5427) differs from plain ResNet18 in Table 2.1 (17.57 / 0.5683)'})
+TABLE_2_8 = dict(
+    source='thesis Table 2.8 (seed 000, L1008-L1014)', dataset='CelebA (as Table 2.1)', quantity='test error (%) and DEO',
+    columns=('method', 'error', 'deo'),
+    rows=[
+        ('DALBG-DARTS-MMD',   15.22, 0.0891),
+        ('DALBG-DARTS-CORAL', 15.71, 0.1137),
+        ('DALBG-DARTS-KL',    15.36, 0.0945),
+        ('DALBG-DARTS-CDD',   15.80, 0.1142),
+    ],
+    seed_lines=(1011, 1014), marks=dict(bold=[]),
+    footnotes={'caption': 'the caption (L1008) precedes the body'})
+
+# %% ../nbs/0a_reference.ipynb #2e253c63
+TABLE_2_9 = dict(
+    source='thesis Table 2.9 (seed 000, L1028-L1037)', quantity='notation (text)',
+    columns=('notation', 'printed', 'meaning'),
+    rows=[
+        ('A_k', '$A_k$', 'Architecture of the Group-Specific Classification Model (GSCM) of group k (Only in NAS applications)'),
+        ('S_k', '$S_k$', 'Network weights of the Group-Specific Classification Models $f(x; S_k)$ of group k'),
+        ('T',   '\u0422', 'Network weights of the Group Assignment Model (GAM) $f(x;T)$'),
+        ('C',   '\u0421', "Learnable 'ground-truth' categorization matrix"),
+        ('D_n', '$D_n$', 'Training data'),
+        ('D_i', '$D_i$', 'Validation data'),
+    ],
+    seed_lines=(1032, 1037),
+    footnotes={'⚠ caption twice': 'the caption is printed twice, split into words (L1028, L1029)',
+               '⚠ Cyrillic': 'the T and C cells are Cyrillic Т (U+0422) and С (U+0421), not LaTeX (L1034, L1035)',
+               '⚠ data subscripts': 'D_n / D_i name the training / validation data; elsewhere n and i only index examples'})
+
+# %% ../nbs/0a_reference.ipynb #a70cdcec
+TABLE_2_10 = dict(
+    source='thesis Table 2.10 (seed 000, L1118-L1124)', dataset='CIFAR-100', quantity='test error (%)',
+    key=('method', 'base', 'kind'), columns=('method', 'base', 'kind', 'error', 'error_std'),
+    rows=[
+        ('Ensemble+DARTS-2nd', 'darts',  'ensemble', 19.66, 0.34),
+        ('LBG-DARTS-2nd',      'darts',  'lbg',      18.02, 0.36),
+        ('Ensemble+P-DARTS',   'pdarts', 'ensemble', 17.32, 0.27),
+        ('LBG-PDARTS',         'pdarts', 'lbg',      16.46, 0.54),
+    ],
+    seed_lines=(1121, 1124),
+    footnotes={'⚠ three models': 'L1116: the ensemble "uses three models (the same as our method)", but LBG uses K = 2 '
+                                 '(L897, L944)'},
+    marks=dict(bold=[('LBG-DARTS-2nd', 'error'), ('LBG-PDARTS', 'error')]))
+
+# %% ../nbs/0a_reference.ipynb #d8c6f645
+TABLE_2_11 = dict(
+    source='thesis Table 2.11 (seed 000, L1130-L1141)', dataset='GLUE (test server)', quantity='score (larger is better)',
+    key=('task', 'metric'), columns=('task', 'metric', 'BERT', 'LBG-BERT', 'RoBERTa', 'LBG-RoBERTa'),
+    rows=[
+        ('CoLA',  'matthews_corr',   60.5, 62.8, 68.0, 69.5),
+        ('SST-2', 'accuracy',        94.9, 96.5, 96.4, 96.8),
+        ('MRPC',  'accuracy',        85.4, 86.2, 90.9, 90.2),
+        ('MRPC',  'f1',              89.3, 89.5, 92.3, 92.4),
+        ('STS-B', 'pearson',         87.6, 88.4, 92.4, 92.5),
+        ('STS-B', 'spearman',        86.5, 87.9, 92.0, 92.3),
+        ('QQP',   'accuracy',        89.3, 89.6, 92.2, 92.6),
+        ('QQP',   'f1',              72.1, 72.3, None, 77.0),
+        ('MNLI',  'matched_acc',     86.7, 86.5, 90.2, 91.1),
+        ('MNLI',  'mismatched_acc',  85.9, 85.9, 90.2, 91.1),
+        ('QNLI',  'accuracy',        92.7, 93.5, 94.7, 94.9),
+        ('RTE',   'accuracy',        70.1, 72.4, 86.6, 86.7),
+        ('WNLI',  'accuracy',        65.1, 66.3, 91.3, 86.3),
+    ],
+    seed_lines=(1131, 1139),
+    footnotes={
+        '⚠ bold': 'only three bold cells (L1133, L1136), not consistently the best: LBG-BERT MNLI-mismatched 85.9 ties BERT',
+        '⚠ missing': 'RoBERTa QQP F1 is "-" (L1135)',
+        '⚠ WNLI': 'L1153 calls RoBERTa "slightly better" on WNLI: 91.3 vs 86.3',
+    },
+    marks=dict(bold=[(('MRPC', 'accuracy'), 'RoBERTa'), (('MRPC', 'f1'), 'LBG-RoBERTa'),
+                     (('MNLI', 'mismatched_acc'), 'LBG-BERT')]))
+
 # %% ../nbs/0a_reference.ipynb #2cb5ba64
 REFERENCE = {'table1_1': TABLE_1_1, 'table1_2': TABLE_1_2, 'table1_3': TABLE_1_3, 'table1_4': TABLE_1_4,
              'table1_5': TABLE_1_5, 'table1_6': TABLE_1_6, 'table1_7': TABLE_1_7, 'anova1': ANOVA_1,
@@ -613,7 +831,10 @@ REFERENCE = {'table1_1': TABLE_1_1, 'table1_2': TABLE_1_2, 'table1_3': TABLE_1_3
              'table4_1': TABLE_4_1, 'table4_2': TABLE_4_2, 'table4_3': TABLE_4_3, 'table4_4': TABLE_4_4,
              'table4_5': TABLE_4_5, 'table4_6': TABLE_4_6, 'table4_7': TABLE_4_7, 'table4_8': TABLE_4_8,
              'table4_9': TABLE_4_9, 'table4_10': TABLE_4_10, 'table4_11': TABLE_4_11, 'table4_12': TABLE_4_12,
-             'table4_13': TABLE_4_13}
+             'table4_13': TABLE_4_13,
+             'table2_1': TABLE_2_1, 'table2_2': TABLE_2_2, 'table2_3': TABLE_2_3, 'table2_4': TABLE_2_4,
+             'table2_5': TABLE_2_5, 'table2_6': TABLE_2_6, 'table2_7': TABLE_2_7, 'table2_8': TABLE_2_8,
+             'table2_9': TABLE_2_9, 'table2_10': TABLE_2_10, 'table2_11': TABLE_2_11}
 
 def thesis_table(name: str, prefix: str = 'thesis_'):
     "The thesis table `name` as a DataFrame; every column but the key (the table's `key`, else its first column) is prefixed with `prefix`."
