@@ -13,6 +13,7 @@ Modules:
 - `trustnas_nb.explanation_reg`: The three saliency-based baselines of Table 4.1 as one extra term in the weight-training loss: Ross et al.'s input-gradient *explanation constraints* (EC), Rieger et al.'s *contextual decomposition explanation penalization* (CDEP) and Pillai & Pirsiavash's *global max pooling + Grad-CAM consistency* (GMPGC). Each one is a differentiable function of the weights and the architecture parameters of the supernet, so the search driver can add it to the training loss.
 - `trustnas_nb.fairness`: Chapter 2 (LBG): the group-fairness metrics the thesis reports, demographic parity and equalized odds for the binary CelebA task (Table 2.1) and statistical parity, equal opportunity and average odds differences for the 7-class ISIC-18 task (Table 2.2), computed with fairlearn from hard predictions and a sensitive attribute.
 - `trustnas_nb.genotypes`: A genotype is the discrete cell a differentiable search hands to the evaluation network: for every intermediate node, which operations it applies to which earlier nodes. This module derives it from the architecture weights (the DARTS rule), reads and writes it in the DARTS notation (so a published genotype can be pasted in), checks it, draws it, and holds the published genotypes as reference data.
+- `trustnas_nb.lbg`: Thesis chapter 2: a group-assignment model T, K group-specific experts S_k and a learnable relaxed grouping C of the training examples, solved end to end as one chain of the multilevel engine (stages I-III, eqs. 2.1-2.5, with DALBG's domain-adaptation term of eqs. 2.6-2.8 and the one-step hypergradients of eqs. 2.11-2.16, Algorithm 2).
 - `trustnas_nb.loaders`: MNIST, CIFAR-10/100, ImageNet-style folders, CelebA, ISIC-2018, COCO captions with the Karpathy split, brain-tumour MRI folders and six GLUE tasks (SST-2, MRPC, QQP, MNLI, QNLI, RTE), read from the standard on-disk formats under the data root. Nothing is ever downloaded: a missing dataset is an error that shows the layout it expected.
 - `trustnas_nb.mlo`: One small engine for every chain of the thesis: DARTS' two levels, DSRNA's extra upper term, LBG's three levels of arbitrary parameter groups, IUC's pseudo-label middle level and SANAS' four levels with an ascending attack and per-level update frequencies. A chain is a list of `Level`s; the hypergradient method (finite differences, exact autograd, first order, Neumann) is a setting.
 - `trustnas_nb.ops`: The candidate operations of the DARTS family as plain `nn.Module`s made of standard layers, and the search spaces as *data*: which operations sit on which edge, how many nodes a cell has, and how a cell is discretized.
@@ -80,8 +81,9 @@ _LAZY = {
     # chapter 2 (LBG / DALBG) foundations: fairness metrics and the domain-adaptation distances
     'fairness_report': 'fairness', 'demographic_parity_difference': 'fairness', 'equalized_odds_difference': 'fairness',
     'mmd': 'adaptation', 'coral': 'adaptation', 'cdd': 'adaptation', 'group_discrepancy': 'adaptation',
+    'LBGChain': 'lbg',
 }
-_MODULES = ('core', 'datasets', 'loaders', 'reproduce', 'ops', 'genotypes', 'supernet', 'evalnet', 'mlo', 'search', 'reference', 'bounds', 'claims', 'dsrna', 'robustness', 'saliency', 'sanas', 'explanation_reg', 'textnas', 'brain', 'fairness', 'adaptation')
+_MODULES = ('core', 'datasets', 'loaders', 'reproduce', 'ops', 'genotypes', 'supernet', 'evalnet', 'mlo', 'search', 'reference', 'bounds', 'claims', 'dsrna', 'robustness', 'saliency', 'sanas', 'explanation_reg', 'textnas', 'brain', 'fairness', 'adaptation', 'lbg')
 
 def __getattr__(name):
     if name in _MODULES: return _importlib.import_module(f'{__name__}.{name}')
