@@ -622,3 +622,88 @@ def test_pairs_info_and_determinism():
     assert p.sentences != e.sentences                                   # the task is part of the seed
     longer = get_dataset('sentence_pairs', 'test', seed=1, task='paraphrase', max_len=40, **kw)
     assert longer.sentences == p.sentences and torch.equal(longer.tokens[..., :24], p.tokens) and not longer.tokens[..., 24:].any()
+
+# ---------------------------------------------------------------- skin lesions (ISIC-2018 stand-in)
+
+import torch.nn.functional as F
+from trustnas_nb.datasets import SkinLesions, ISIC_TRAIN_COUNTS, SKIN_LESION_CLASSES, SEXES
+
+SMALL['skin_lesions'] = dict(n=400, n_test=100)          # the generic tests above parametrize over DATASETS
+_clear_caches_before_skin = _clear_caches
+def _clear_caches():                                     # also regenerate the skin-lesion pool in test_determinism_from_seed
+    _clear_caches_before_skin(); D._skin_lesions_pool.cache_clear()
+
+def test_skin_lesions_classes_shapes_and_info():
+    from trustnas_nb.loaders import ISIC_CLASSES
+    assert SKIN_LESION_CLASSES == ISIC_CLASSES == SkinLesions.classes and SkinLesions.attributes == SEXES == ('female', 'male')
+    i = dataset_info('skin_lesions', image_size=32)
+    assert i['shapes'] == dict(x=(3, 32, 32), y=(), a=()) and i['fields'] == ('x', 'y', 'a') and i['num_classes'] == 7
+    assert i['attributes'] == ['female', 'male'] and 'ISIC-2018' in i['stands_in_for'] and 'sex' in i['stands_in_for']
+    for S in (16, 32):
+        ds = get_dataset('skin_lesions', 'search_val', seed=1, image_size=S, **SMALL['skin_lesions'])
+        assert ds.x.shape == (len(ds), 3, S, S) and ds.x.dtype == torch.float32 and 0 <= ds.x.min() and ds.x.max() <= 1
+        assert ds.y.dtype == ds.a.dtype == torch.long and set(ds.a.tolist()) <= {0, 1}
+        x, y, a = ds[0]
+        assert x.shape == (3, S, S) and y.shape == a.shape == ()
+
+def test_skin_lesions_determinism():
+    a = SkinLesions('test', seed=4, **SMALL['skin_lesions'])
+    D._skin_lesions_pool.cache_clear()
+    b = SkinLesions('test', seed=4, **SMALL['skin_lesions'])
+    c = SkinLesions('test', seed=5, **SMALL['skin_lesions'])
+    assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in a.fields)
+    assert not torch.equal(a.x, c.x)
+    a.x.zero_()                                                   # items are copies of the cached pool
+    assert SkinLesions('test', seed=4, **SMALL['skin_lesions']).x.max() > 0
+
+def test_skin_lesions_follow_isic_proportions():
+    share = np.array(list(ISIC_TRAIN_COUNTS.values()), float); share /= share.sum()
+    assert ISIC_TRAIN_COUNTS == {'MEL': 1113, 'NV': 6705, 'BCC': 514, 'AKIEC': 327, 'BKL': 1099, 'DF': 115, 'VASC': 142}
+    for split in SPLITS:
+        ds = SkinLesions(split, seed=0)
+        counts = np.bincount(ds.y.numpy(), minlength=7)
+        assert (counts > 0).all() and np.abs(counts - share * len(ds)).max() <= 1.5, (split, counts)   # apportioned
+    assert int(np.argmax(counts)) == SKIN_LESION_CLASSES.index('NV')
+
+def test_skin_lesions_attribute_correlation_train_not_test():
+    tr, te = SkinLesions('train', seed=0, bias=0.85), SkinLesions('test', seed=0, bias=0.85)
+    ib = tr.in_biased
+    assert abs(float(tr.a[ib].float().mean()) - 0.85) < 0.02 and abs(float(tr.a[~ib].float().mean()) - 0.15) < 0.02
+    assert abs(float(te.a[te.in_biased].float().mean()) - 0.5) < 0.05 and abs(float(te.a[~te.in_biased].float().mean()) - 0.5) < 0.05
+    c_tr, c_te = attribute_label_correlation(tr.a, tr.in_biased), attribute_label_correlation(te.a, te.in_biased)
+    assert c_tr > 0.6 and abs(c_te) < 0.1
+    # a reduced (not removed) test correlation, the chosen subset, and no bias at all
+    te2 = SkinLesions('test', seed=0, bias=0.85, test_bias=0.65)
+    assert 0.1 < attribute_label_correlation(te2.a, te2.in_biased) < c_tr
+    nv = SkinLesions('train', seed=0, biased_classes=['NV'])
+    assert nv.params['biased_classes'] == ('NV',) and abs(float(nv.a[nv.y == 1].float().mean()) - 0.8) < 0.01
+    assert abs(attribute_label_correlation(*(lambda d: (d.a, d.in_biased))(SkinLesions('train', seed=0, bias=0.5)))) < 0.03
+
+def test_skin_lesions_attribute_shifts_the_image():
+    te = SkinLesions('test', seed=0)
+    bg = te.x[:, :, :3, :3].mean((2, 3))                          # a corner: skin (and hair), no lesion
+    d = bg[te.a == 0].mean(0) - bg[te.a == 1].mean(0)
+    assert d.mean() > 0.03                                        # a = 1: darker skin / more hair
+    assert d.abs().max() < 0.2                                    # ... but only slightly
+
+def test_skin_lesions_classes_are_separable_by_colour():
+    def hist(x, b=4):                                             # colour histogram of the centre (the lesion)
+        c = x.shape[-1] // 4; q = (x[..., c:-c, c:-c].clamp(0, 0.999) * b).long()
+        return F.one_hot(((q[:, 0] * b + q[:, 1]) * b + q[:, 2]).flatten(1), b ** 3).float().mean(1)
+    tr, te = SkinLesions('train', seed=0), SkinLesions('test', seed=0)
+    htr, hte = hist(tr.x), hist(te.x)
+    mu = torch.stack([htr[tr.y == k].mean(0) for k in range(7)])
+    pred = torch.cdist(hte, mu).argmin(1)
+    balanced = np.mean([float((pred[te.y == k] == k).float().mean()) for k in range(7)])
+    assert balanced > 0.35                                        # chance: 1/7
+
+@pytest.mark.parametrize('kw, needle', [
+    (dict(bias=1.2), 'bias = 1.2'), (dict(test_bias=-0.1), 'test_bias = -0.1'), (dict(image_size=4), 'image_size = 4'),
+    (dict(n=10), 'n = 10'), (dict(n=100, n_test=99), 'n_test = 99'), (dict(noise=0.9), 'noise = 0.9'),
+    (dict(biased_classes=('MEL', 'XYZ')), "'XYZ'"), (dict(biased_classes=()), 'biased_classes = ()'),
+    (dict(biased_classes=SKIN_LESION_CLASSES), 'not all 7'), (dict(biased_classes=('MEL', 'MEL')), 'distinct'),
+    (dict(biased_classes=3), 'biased_classes = 3'), (dict(sex='male'), "['sex']"), (dict(image_size=16.0), 'image_size = 16.0'),
+])
+def test_skin_lesions_bad_params_raise(kw, needle):
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        get_dataset('skin_lesions', 'train', **kw)

@@ -1,8 +1,9 @@
-"""Eight small datasets built from what scikit-learn ships or generated from a seed: digits (for MNIST/CIFAR),
+"""Nine small datasets built from what scikit-learn ships or generated from a seed: digits (for MNIST/CIFAR),
 coloured, textured, cluttered objects of ten shapes (a harder CIFAR-10 stand-in),
 cluttered digits with ground-truth masks (for saliency), colour-biased digits (for CelebA/ISIC fairness),
 captioned shape scenes (for COCO), sentiment sentences with the sentiment words marked (for SST-2),
-brain MRI slices with lesion masks (for the brain-tumour MRI set) and sentence pairs (for GLUE's pair tasks).
+brain MRI slices with lesion masks (for the brain-tumour MRI set), sentence pairs (for GLUE's pair tasks) and
+imbalanced skin lesions with a sex attribute (for ISIC-2018 fairness).
 
 Docs: https://trustnas.github.io/trustnas-nb/datasets.html.md"""
 
@@ -24,16 +25,17 @@ from .core import derive_seed
 __all__ = ['SPLITS', 'DATASETS', 'N_DIGITS', 'DIGITS_N_TEST', 'OBJECT_SHAPES', 'OBJECTS_BLOCK', 'TINTS', 'SHAPES', 'SHAPE_WORDS',
            'COLOURS', 'SIZE_WORDS', 'POSITION_WORDS', 'RELATION_WORDS', 'CAPTION_VOCAB', 'POSITIVE_WORDS',
            'NEGATIVE_WORDS', 'NEUTRAL_ADJECTIVES', 'NOUNS', 'CLAUSES', 'JOINERS', 'SENTIMENT_VOCAB', 'TABLE_4_9_COUNTS',
-           'BRAIN_MRI_CLASSES', 'BRAIN_BLOCK', 'PAIR_TASKS', 'NOUN_SYNONYMS', 'DATASET_CLASSES', 'split_sizes',
-           'split_indices', 'EmbeddedDataset', 'resize_images', 'digits_arrays', 'DigitsDataset', 'show_images',
-           'Objects10', 'ClutteredDigits', 'assign_attribute', 'BiasedDigits', 'attribute_label_correlation', 'Vocab',
+           'BRAIN_MRI_CLASSES', 'BRAIN_BLOCK', 'PAIR_TASKS', 'NOUN_SYNONYMS', 'ISIC_TRAIN_COUNTS',
+           'SKIN_LESION_CLASSES', 'SEXES', 'SKIN_BLOCK', 'DATASET_CLASSES', 'split_sizes', 'split_indices',
+           'EmbeddedDataset', 'resize_images', 'digits_arrays', 'DigitsDataset', 'show_images', 'Objects10',
+           'ClutteredDigits', 'assign_attribute', 'BiasedDigits', 'attribute_label_correlation', 'Vocab',
            'render_scene', 'caption_scene', 'ShapesCaptions', 'SentimentSentences', 'BrainMRI', 'SentencePairs',
-           'get_dataset', 'dataset_info']
+           'SkinLesions', 'get_dataset', 'dataset_info']
 
 # %% ../nbs/01_datasets.ipynb #89a9e6d8
 SPLITS = ('search_train', 'search_val', 'train', 'test')
 DATASETS = ('digits', 'objects10', 'cluttered_digits', 'biased_digits', 'shapes_captions', 'sentiment', 'brain_mri',
-            'sentence_pairs')
+            'sentence_pairs', 'skin_lesions')
 N_DIGITS, DIGITS_N_TEST = 1797, 597   # scikit-learn's digits: 1797 images; 597 held out leaves 600 + 600 for search
 
 def _check_choice(value, valid: Sequence, what: str):
@@ -1112,9 +1114,162 @@ class SentencePairs(EmbeddedDataset):
     @property
     def x(self) -> torch.Tensor: return self.tokens
 
+# %% ../nbs/01_datasets.ipynb #514ff036
+ISIC_TRAIN_COUNTS = {'MEL': 1113, 'NV': 6705, 'BCC': 514, 'AKIEC': 327, 'BKL': 1099, 'DF': 115, 'VASC': 142}  # ISIC-2018 task 3
+SKIN_LESION_CLASSES = tuple(ISIC_TRAIN_COUNTS)   # the order of trustnas_nb.loaders.ISIC_CLASSES
+SEXES = ('female', 'male')                       # names of a = 0, 1
+SKIN_BLOCK = 512            # the skin_lesions pool is rendered in blocks of this many images, each from its own seed
+# per class: lesion colour (RGB), radius range, outline irregularity, edge width (fraction of the radius)
+_LESION_STYLE = {'MEL':   ((0.30, 0.18, 0.12), (0.42, 0.62), 0.22, 0.20),   # large, dark, multi-coloured, irregular
+                 'NV':    ((0.55, 0.35, 0.22), (0.28, 0.45), 0.04, 0.10),   # round, uniform medium brown, smooth
+                 'BCC':   ((0.86, 0.58, 0.58), (0.30, 0.46), 0.10, 0.15),   # pearly pink with red branching vessels
+                 'AKIEC': ((0.80, 0.42, 0.38), (0.32, 0.52), 0.18, 0.30),   # red scaly patch, fuzzy border
+                 'BKL':   ((0.72, 0.56, 0.36), (0.32, 0.50), 0.06, 0.05),   # tan, waxy, mottled, sharp oval
+                 'DF':    ((0.48, 0.30, 0.24), (0.18, 0.28), 0.05, 0.15),   # small brown ring, white centre
+                 'VASC':  ((0.58, 0.10, 0.26), (0.20, 0.36), 0.05, 0.08)}   # red-purple with dark lacunae
+_SKIN_TONE = np.array([[0.88, 0.72, 0.62], [0.80, 0.62, 0.52]], _f32)   # mean skin of a = 0 (female), 1 (male)
+_P_HAIR = (0.1, 0.6)                                                    # P(hair artefacts | a = 0, 1)
+
+def _skin_lesion_labels(n: int, n_test: int, seed: int, bias: float, test_bias: float, biased: tuple):
+    "Labels in ISIC-2018 proportions in every split; the attribute with P(a=1 | y in `biased`) = bias (test: test_bias)."
+    rng = np.random.default_rng(derive_seed(seed, 'skin_lesions', 'labels'))
+    sp, y, a = split_indices(n, n_test, seed), np.empty(n, np.int64), np.empty(n, np.int64)
+    in_subset = np.array([c in biased for c in SKIN_LESION_CLASSES])
+    for split, b in (('search_train', bias), ('search_val', bias), ('test', test_bias)):
+        idx = sp[split]
+        y[idx] = rng.permutation(np.repeat(np.arange(7), _apportion(len(idx), list(ISIC_TRAIN_COUNTS.values()))))
+        for k in range(7):                       # stratified: exactly round(n_k p) items of class k get a = 1
+            members = rng.permutation(idx[y[idx] == k])
+            n1 = int(round(len(members) * (b if in_subset[k] else 1 - b)))
+            a[members[:n1]] = 1; a[members[n1:]] = 0
+    return y, a
+
+def _skin_block(seed: int, block: int, y: np.ndarray, a: np.ndarray, R: int) -> np.ndarray:
+    "Render images `(m, 3, R, R)` of classes `y` and attributes `a` (one block, from its own seed)."
+    rng = np.random.default_rng(derive_seed(seed, 'skin_lesions', 'block', block, R))
+    m, t = len(y), np.linspace(-1, 1, R, dtype=_f32)
+    v, u = np.meshgrid(t, t, indexing='ij'); u, v = u[None], v[None]            # (1, R, R)
+    un = lambda *s: rng.uniform(size=(m,) + s).astype(_f32)
+    # skin: tone of the attribute plus per-image jitter and a faint smooth texture
+    skin = _SKIN_TONE[a] * (1 + 0.06 * rng.standard_normal((m, 1)).astype(_f32)) + 0.015 * rng.standard_normal((m, 3)).astype(_f32)
+    img = skin[:, :, None, None] * (1 + 0.04 * _smooth_noise(rng, m, 1, 4, R))
+    # lesion outline: a rotated ellipse whose radius has random low harmonics (irregularity of the class)
+    st = [_LESION_STYLE[SKIN_LESION_CLASSES[k]] for k in y]
+    col = np.array([s[0] for s in st], _f32) + 0.04 * rng.standard_normal((m, 3)).astype(_f32)
+    lo, hi = np.array([s[1] for s in st], _f32).T
+    r0 = (lo + (hi - lo) * un())[:, None, None]
+    irr, edge = (np.array([s[i] for s in st], _f32)[:, None, None] for i in (2, 3))
+    cx, cy, th = ((un() - 0.5) * 0.3)[:, None, None], ((un() - 0.5) * 0.3)[:, None, None], (un() * np.pi)[:, None, None]
+    asp = (0.75 + 0.25 * un())[:, None, None]
+    du, dv = u - cx, v - cy
+    p, q = du * np.cos(th) + dv * np.sin(th), (-du * np.sin(th) + dv * np.cos(th)) / asp
+    rho, phi = np.sqrt(p * p + q * q), np.arctan2(q, p)
+    wob = sum(un()[:, None, None] * np.cos(kk * phi + 2 * np.pi * un()[:, None, None]) for kk in (2, 3, 5))
+    rad = r0 * (1 + irr * wob)
+    alpha = np.clip(0.5 + (rad - rho) / (edge * r0 + 2.0 / R), 0, 1)              # coverage, soft edge of the class
+    tex = _smooth_noise(rng, m, 1, 6, R)[:, 0]                                     # texture field
+    lesion = np.repeat(col[:, :, None, None], R, 2).repeat(R, 3)
+    r_in = rho / rad                                                               # 0 at the centre, 1 on the border
+    for k, c in enumerate(SKIN_LESION_CLASSES):
+        i = np.nonzero(y == k)[0]
+        if not len(i): continue
+        L, T, ri = lesion[i], tex[i], r_in[i]
+        if c == 'MEL':        # blue-grey veil and black blotches
+            L += (np.clip(T, 0, None)[:, None] * 0.5) * (np.array([0.45, 0.5, 0.62], _f32)[None, :, None, None] - L)
+            L *= (1 - 0.5 * np.clip(-T - 0.5, 0, 1))[:, None]
+        elif c == 'NV':       # uniform, slightly darker centre
+            L *= (0.9 + 0.1 * np.clip(ri, 0, 1))[:, None]
+        elif c == 'BCC':      # red branching vessels: thin wavy lines
+            w = np.abs(np.sin(9 * (u * np.cos(th[i]) - v * np.sin(th[i])) + 2.5 * T))
+            L += (np.clip(1 - w / 0.25, 0, 1) * 0.9)[:, None] * (np.array([0.72, 0.1, 0.15], _f32)[None, :, None, None] - L)
+        elif c == 'AKIEC':    # white scales: high-frequency speckle
+            sc = np.clip((rng.uniform(size=(len(i), R, R)).astype(_f32) - 0.72) * 4, 0, 1)
+            L += sc[:, None] * (np.array([0.96, 0.9, 0.86], _f32)[None, :, None, None] - L)
+        elif c == 'BKL':      # mottled, waxy: strong low-frequency darkening
+            L *= (1 - 0.22 * np.clip(T, -1, 1) - 0.1)[:, None]
+        elif c == 'DF':       # white central patch
+            L += np.clip((0.55 - ri) / 0.15, 0, 1)[:, None] * (np.array([0.92, 0.86, 0.82], _f32)[None, :, None, None] - L)
+        elif c == 'VASC':     # dark red lacunae
+            L *= (1 - 0.45 * np.clip(np.sin(12 * u + 3 * T) * np.sin(12 * v - 3 * T) - 0.3, 0, 1))[:, None]
+        lesion[i] = L
+    _paint(img, alpha, lesion)
+    # hair artefacts (more often on a = 1): up to three thin dark gently curved lines
+    hair = un() < np.array(_P_HAIR, _f32)[a]
+    for _ in range(3):
+        ang, off, bend = (un() * np.pi)[:, None, None], ((un() - 0.5) * 1.6)[:, None, None], ((un() - 0.5) * 0.6)[:, None, None]
+        s = u * np.cos(ang) + v * np.sin(ang); d = np.abs(-u * np.sin(ang) + v * np.cos(ang) - off - bend * s * s)
+        cov = np.clip(1 - d / (1.6 / R), 0, 1) * (hair & (un() < 0.8))[:, None, None]
+        _paint(img, cov, np.array([[0.16, 0.11, 0.08]], _f32).repeat(m, 0))
+    img *= np.clip(1.35 - 0.55 * np.sqrt(u * u + v * v), 0, 1)[:, None]          # dermoscope vignette
+    return np.clip(img, 0, 1).astype(_f32)
+
+@functools.lru_cache(maxsize=4)
+def _skin_lesions_pool(seed, n, n_test, image_size, bias, test_bias, biased_classes, noise) -> dict:
+    y, a = _skin_lesion_labels(n, n_test, seed, bias, test_bias, biased_classes)
+    R = 2 * image_size                                                              # rendered at 2×, area-averaged
+    x = torch.from_numpy(np.concatenate([_skin_block(seed, b, y[b * SKIN_BLOCK:(b + 1) * SKIN_BLOCK],
+                                                     a[b * SKIN_BLOCK:(b + 1) * SKIN_BLOCK], R)
+                                         for b in range(math.ceil(n / SKIN_BLOCK))]))
+    x = F.avg_pool2d(x, 2)
+    if noise > 0:
+        rng = np.random.default_rng(derive_seed(seed, 'skin_lesions', 'noise', image_size))
+        x = x + noise * torch.from_numpy(rng.standard_normal(x.shape, dtype=_f32))
+    return dict(x=x.clamp_(0, 1), y=torch.from_numpy(y), a=torch.from_numpy(a))
+
+class SkinLesions(EmbeddedDataset):
+    "Generated dermoscopy-like RGB images of the 7 ISIC-2018 classes (ISIC proportions) with a sex attribute `a` correlated with some classes in training."
+    name, task = 'skin_lesions', 'image classification (7 imbalanced classes) with a binary sensitive attribute (fairness)'
+    stands_in_for = "ISIC-2018 with the patients' sex (ch. 2, Table 2.2)"
+    fields = ('x', 'y', 'a')
+    classes = SKIN_LESION_CLASSES
+    attributes = SEXES
+    defaults = dict(n=2000, n_test=400, image_size=16, bias=0.8, test_bias=0.5, biased_classes=('MEL', 'BCC', 'AKIEC'),
+                    noise=0.02)
+
+    @classmethod
+    def _validate(cls, p):
+        p['n'] = _check_int(p['n'], 'n', lo=50, hi=200_000)
+        p['n_test'] = _check_int(p['n_test'], 'n_test', lo=1, hi=p['n'] - 2)
+        p['image_size'] = _check_int(p['image_size'], 'image_size', lo=8, hi=128)
+        p['bias'] = _check_float(p['bias'], 'bias', 0., 1.)
+        p['test_bias'] = _check_float(p['test_bias'], 'test_bias', 0., 1.)
+        bc = p['biased_classes']
+        bc = (bc,) if isinstance(bc, str) else bc
+        if not isinstance(bc, (tuple, list)) or not bc:
+            raise ValueError(f"biased_classes = {p['biased_classes']!r} is not a non-empty list of class names; "
+                             f"expected a subset of {', '.join(SKIN_LESION_CLASSES)}")
+        for c in bc: _check_choice(c, SKIN_LESION_CLASSES, 'class in biased_classes')
+        if len(set(bc)) != len(bc) or len(bc) == len(SKIN_LESION_CLASSES):
+            raise ValueError(f"biased_classes = {p['biased_classes']!r} must name distinct classes and not all 7; "
+                             f"expected a proper subset of {', '.join(SKIN_LESION_CLASSES)}")
+        p['biased_classes'] = tuple(c for c in SKIN_LESION_CLASSES if c in bc)    # canonical order (hashable)
+        p['noise'] = _check_float(p['noise'], 'noise', 0., 0.5)
+        return p
+    @classmethod
+    def pool_size(cls, p): return p['n']
+    @classmethod
+    def item_shapes(cls, p): s = p['image_size']; return dict(x=(3, s, s), y=(), a=())
+
+    def __init__(self, split='train', seed=0, n=2000, n_test=400, image_size=16, bias=0.8, test_bias=0.5,
+                 biased_classes=('MEL', 'BCC', 'AKIEC'), noise=0.02):
+        super().__init__(split, seed, n=n, n_test=n_test, image_size=image_size, bias=bias, test_bias=test_bias,
+                         biased_classes=biased_classes, noise=noise)
+        p = self.params
+        idx = split_indices(p['n'], p['n_test'], self.seed)[split]
+        sub = _subset(_skin_lesions_pool(self.seed, p['n'], p['n_test'], p['image_size'], p['bias'], p['test_bias'],
+                                         p['biased_classes'], p['noise']), idx)
+        self.index = torch.as_tensor(idx, dtype=torch.long)
+        self.x, self.y, self.a = sub['x'], sub['y'], sub['a']
+
+    @property
+    def in_biased(self) -> torch.Tensor:
+        "Whether each item's class is one of `biased_classes` (the classes whose P(a=1) is `bias` in training)."
+        return torch.tensor([c in self.params['biased_classes'] for c in self.classes])[self.y]
+
+
 # %% ../nbs/01_datasets.ipynb #6c718d15
 DATASET_CLASSES = {c.name: c for c in (DigitsDataset, Objects10, ClutteredDigits, BiasedDigits, ShapesCaptions,
-                                       SentimentSentences, BrainMRI, SentencePairs)}
+                                       SentimentSentences, BrainMRI, SentencePairs, SkinLesions)}
 
 def get_dataset(name: str, split: str = 'train', seed: int = 0, **kwargs) -> EmbeddedDataset:
     "The embedded dataset `name` (see `DATASETS`), split `split` (see `SPLITS`), generated from `seed`."
@@ -1133,5 +1288,5 @@ def dataset_info(name: str, **kwargs) -> dict:
     info = dict(name=name, task=cls.task, stands_in_for=cls.stands_in_for, fields=cls.fields,
                 shapes=cls.item_shapes(p), num_classes=len(classes), classes=classes,
                 split_sizes=split_sizes(n, p['n_test']), params=p, dataset_class=cls.__name__)
-    if cls is BiasedDigits: info['attributes'] = list(cls.attributes)
+    if hasattr(cls, 'attributes'): info['attributes'] = list(cls.attributes)
     return info
