@@ -20,7 +20,8 @@ import torch.nn.functional as F
 __all__ = ['ROBUST_KINDS', 'dual_norm', 'jacobian_rows', 'jacobian_norm', 'jacobian_frobenius_sq', 'exact_jacobian',
            'jacobian_metric', 'margin_lower_bound', 'cb_metric', 'adapt_eps', 'noise_at_mean', 'RobustTerm',
            'genotype_weights', 'robnet_search', 'retraining_mode', 'cache_key', 'cached_search', 'evaluation_data',
-           'train_evaluation', 'robustness_run', 'mean_pm_std', 'thesis_pm_std']
+           'load_cached_model', 'save_cached_model', 'train_evaluation', 'robustness_run', 'mean_pm_std',
+           'thesis_pm_std']
 
 # %% ../nbs/11_dsrna.ipynb #93371110
 _DUAL = {'linf': 1.0, 'l2': 2.0}
@@ -335,6 +336,24 @@ def evaluation_data(dataset: str, image_size: int, scale: str, seed: int, n_trai
     xs, ys, _, _ = _tensors(dataset, 'test', seed, image_size, n_test or S['n_test'])
     return xt, yt, xs, ys, nc, ch
 
+def load_cached_model(f, model, device='cpu'):
+    """`(model in eval mode on device, info)` from a memoized training (`f`: the weights, `.pt`; `f.with_suffix('.json')`: its
+    info), or None when `f` is None, absent or unreadable. Weights load with `weights_only=True`."""
+    import json
+    if f is None or not f.is_file() or not f.with_suffix('.json').is_file(): return None
+    try:
+        model.load_state_dict(torch.load(f, map_location='cpu', weights_only=True))
+        return model.to(device).eval(), json.loads(f.with_suffix('.json').read_text())
+    except (RuntimeError, ValueError, KeyError, OSError): return None
+
+def save_cached_model(f, model, info: dict) -> None:
+    "Memoize a trained `model` and its `info` at `f` (atomic writes; nothing when `f` is None)."
+    if f is None: return
+    import io, json
+    from trustnas_nb.core import atomic_write
+    buf = io.BytesIO(); torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buf)
+    atomic_write(f, buf.getvalue()); atomic_write(f.with_suffix('.json'), json.dumps(info))
+
 def train_evaluation(genotype, method: str, dataset: str, image_size: int, scale: str = 'ci', seed: int = 0, cache_dir=None,
                      device: str = 'cpu', progress: bool = False, mode: str | None = None, adv_iters: int | None = None,
                      **eval_overrides):
@@ -357,11 +376,8 @@ def train_evaluation(genotype, method: str, dataset: str, image_size: int, scale
     key = cache_key(genotype=format_genotype(genotype), mode=mode, dataset=dataset, image_size=image_size, scale=scale,
                     seed=seed, eval=dict(E), device=dev.type, adv_iters=adv_iters)
     f = Path(cache_dir)/'eval'/f'{key}.pt' if cache_dir is not None else None
-    if f is not None and f.is_file() and f.with_suffix('.json').is_file():
-        try:
-            net.load_state_dict(torch.load(f, map_location='cpu', weights_only=True))
-            return net.to(dev).eval(), json.loads(f.with_suffix('.json').read_text())
-        except (RuntimeError, ValueError, KeyError, OSError): pass
+    hit = load_cached_model(f, net, dev)
+    if hit is not None: return hit
     tr = make_loader(xt, yt, E['batch_size'], derive_seed(seed, 'eval-data'))
     te = make_loader(xs, ys, 256, 0, shuffle=False)
     t0 = time.perf_counter()
@@ -372,10 +388,7 @@ def train_evaluation(genotype, method: str, dataset: str, image_size: int, scale
                         progress=progress)
     info = dict(method=method, mode=mode, dataset=dataset, image_size=image_size, test_acc=100 * float(hist.iloc[-1]['test_acc']),
                 seconds=time.perf_counter() - t0, params=count_parameters(net), genotype=format_genotype(genotype))
-    if f is not None:
-        import io
-        buf = io.BytesIO(); torch.save({k: v.cpu() for k, v in net.state_dict().items()}, buf)
-        atomic_write(f, buf.getvalue()); atomic_write(f.with_suffix('.json'), json.dumps(info))
+    save_cached_model(f, net, info)
     return net.eval(), info
 
 # %% ../nbs/11_dsrna.ipynb #7bc581fa
