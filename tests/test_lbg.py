@@ -2,7 +2,8 @@
 import pytest
 import torch
 from torch import nn
-from trustnas_nb.lbg import LBGChain, tiny_lbg, manual_c_gradient, group_probs
+import torch.nn.functional as F
+from trustnas_nb.lbg import LBGChain, tiny_lbg, manual_c_gradient, manual_top_gradient, group_probs
 
 
 @pytest.mark.parametrize('lam', [0.0, 0.1])
@@ -71,3 +72,102 @@ def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="unknown distance 'wasserstein'"):
         LBGChain(gam, experts, 4, opt(gam), opt(nn.ModuleList(experts)), distance='wasserstein')
     with pytest.raises(ValueError, match='n_train must be'): LBGChain(gam, experts, 0, opt(gam), opt(nn.ModuleList(experts)))
+
+
+@pytest.mark.parametrize('lam', [0.0, 0.1])
+def test_lbg_nas_hypergradient_of_c_and_architectures(lam):
+    "LBG-NAS (eqs. 2.9-2.10): C and every A_k in the top level; the engine's exact hypergradient equals autograd through T' and S' (eqs. 2.14-2.19)."
+    chain, tr, va = tiny_lbg(seed=4, lam=lam, nas=True)
+    assert chain.nas and set(chain.levels[2].named) == {'C', *(f'A.{n}' for n in chain.A)}
+    assert not set(chain.levels[1].named) & set(chain.A)                    # architectures are not weights
+    batches = {'T': tr, 'S': tr, 'C': va}
+    man = manual_top_gradient(chain, tr, va)
+    eng = chain.problem.hypergradient('C', batches)
+    for k in man:
+        assert float(man[k].abs().max()) > 1e-8, k
+        assert torch.allclose(eng[k], man[k], atol=1e-10, rtol=1e-8), k
+    # Algorithm 2's finite differences converge to it; the supernet's ReLUs and max-pools make the default ε = 0.01
+    # cross kinks on this tiny net, so the check uses a small ε (float64)
+    chain.problem.method, chain.problem.fd_eps = 'finite_difference', 1e-5
+    fd = chain.problem.hypergradient('C', batches)
+    for k in man:
+        rel = float((fd[k] - man[k]).norm() / man[k].norm())
+        cos = float(F.cosine_similarity(fd[k].flatten(), man[k].flatten(), dim=0))
+        assert rel < 0.01 and cos > 0.9999, (k, rel, cos)
+
+
+def test_lbg_nas_step_moves_architectures_and_genotypes_derive():
+    chain, tr, va = tiny_lbg(seed=5, nas=True, hypergradient='finite_difference')
+    A0 = {k: v.detach().clone() for k, v in chain.A.items()}
+    chain.step(tr, va)
+    assert all(not torch.equal(chain.A[k].detach(), A0[k]) for k in A0)
+    gs = chain.genotypes()
+    assert len(gs) == 2 and all(len(g.normal) == 4 for g in gs)             # 2 intermediate nodes, 2 inputs each
+    chain2, _, _ = tiny_lbg(seed=5)
+    with pytest.raises(ValueError, match='no architectures'): chain2.genotypes()
+
+
+def test_mixed_experts_are_refused():
+    from trustnas_nb.supernet import build_supernet
+    gam = nn.Linear(3, 2); experts = [build_supernet('darts', C=2, num_classes=2, layers=3, n_nodes=2), nn.Linear(3, 2)]
+    with pytest.raises(ValueError, match='every expert is a supernet'):
+        LBGChain(gam, experts, 4, torch.optim.SGD(gam.parameters(), lr=0.1), torch.optim.SGD(nn.ModuleList(experts).parameters(), lr=0.1))
+
+
+@pytest.mark.parametrize('distance', ['coral', 'kl', 'cdd'])
+def test_dalbg_other_distances_survive_tiny_groups(distance):
+    "Table 2.8's distances skip a group too small to fit (one example, or no class in common) instead of failing."
+    chain, (x, y, idx), va = tiny_lbg(seed=6, lam=0.1, distance=distance, n=4)
+    S, T, A = chain.current()
+    q = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6]], dtype=x.dtype)    # group 0 holds one example
+    assert float(chain.discrepancy(S, q, x, y)) == 0.0
+    q2 = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6]], dtype=x.dtype)
+    d = chain.discrepancy(S, q2, x, torch.tensor([0, 1, 0, 1]))
+    assert torch.isfinite(d) and (distance == 'cdd' or float(d.detach()) != 0.0)
+
+
+def test_resnet_cifar_depths_and_expert_width():
+    from trustnas_nb.lbg import resnet_cifar, expert_width
+    assert resnet_cifar(56).depth == 56 and len(resnet_cifar(56).blocks) == 27
+    convs = [m for m in resnet_cifar(20, 4, 3).modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(convs) + 1 == 20                      # 19 3x3 convolutions + the classifier: ResNet-20
+    with pytest.raises(ValueError, match='6n \\+ 2'): resnet_cifar(51)
+    n = lambda m: sum(p.numel() for p in m.parameters())
+    for K in (2, 3, 4):                              # K experts at width w/sqrt(K) hold about the baseline's parameters
+        assert 0.75 < K * n(resnet_cifar(20, expert_width(16, K))) / n(resnet_cifar(20, 16)) < 1.25
+    assert resnet_cifar(8, 4, 7)(torch.randn(2, 3, 16, 16)).shape == (2, 7)
+
+
+def test_fit_lbg_runs_both_phases_and_is_deterministic():
+    from trustnas_nb.lbg import fit_lbg, lbg_predict, resnet_cifar
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(48, 3, 8, 8, generator=g); y = (x[:, 0].mean((1, 2)) > 0.5).long()
+    def run():
+        torch.manual_seed(0)
+        chain, h = fit_lbg(resnet_cifar(8, 2, 2), [resnet_cifar(8, 3, 2) for _ in range(2)], (x[:24], y[:24]), (x[24:], y[24:]),
+                           epochs=2, batch_size=8, finetune=(x, y), finetune_epochs=1, progress=False, seed=3)
+        return chain, h, lbg_predict(chain, x)
+    c1, h1, (p1, g1) = run(); c2, h2, (p2, g2) = run()
+    assert list(h1.phase) == ['grouping', 'grouping', 'finetune']
+    assert h1.group_0.iloc[-1] + h1.group_1.iloc[-1] == 24
+    assert torch.equal(p1, p2) and torch.equal(g1, g2) and torch.equal(c1.C, c2.C)
+    with pytest.raises(ValueError, match='finetune_epochs > 0 needs'):
+        fit_lbg(resnet_cifar(8, 2, 2), [resnet_cifar(8, 3, 2)] * 2, (x, y), (x, y), finetune_epochs=1, progress=False)
+
+
+def test_fairness_tensors_carry_the_attribute_and_refuse_unknown_names():
+    from trustnas_nb.lbg import fairness_tensors
+    x, y, a, nc = fairness_tensors('skin_lesions', 'test', 0, 8, 20)
+    assert x.shape == (20, 3, 8, 8) and y.shape == a.shape == (20,) and nc == 7 and set(a.tolist()) <= {0, 1}
+    with pytest.raises(ValueError, match="unknown fairness dataset 'mnist'"): fairness_tensors('mnist', 'test')
+
+
+def test_ch2_run_rows_and_bad_input():
+    from trustnas_nb.lbg import ch2_run
+    row, ex = ch2_run('lbg', 'resnet', 'biased_digits', 0, 'ci', epochs=1, finetune_epochs=1, n_train=64, n_test=64)
+    assert row['method'] == 'LBG-ResNet' and 0 <= row['error'] <= 100 and {'dp', 'deo', 'spd', 'eod', 'aod'} <= set(row)
+    assert row['test_group_0'] + row['test_group_1'] == 64 and 0 <= row['groups_attribute_nmi'] <= 1
+    plain, _ = ch2_run('plain', 'resnet', 'biased_digits', 0, 'ci', n_train=64, n_test=64)
+    assert plain['K'] == 1 and plain['params_m'] > 0
+    with pytest.raises(ValueError, match="unknown kind 'moe'"): ch2_run('moe')
+    with pytest.raises(ValueError, match="fixed experts"): ch2_run('deepmoe', 'darts_2nd')

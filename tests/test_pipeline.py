@@ -119,9 +119,13 @@ def test_every_experiment_notebook_runs_at_ci_scale(tmp_path):
            # chapter 4 (brain tumours, §4.6): Tables 4.9-4.12, Figures 4.5-4.7
            'table4_10_brain_tumours': ['tables/table4_9.csv', 'tables/table4_10.csv', 'tables/table4_11.csv', 'tables/table4_12.csv',
                                        'tables/table4_9_per_class_accuracy.csv', 'figures/fig4_5.png', 'figures/fig4_6.png', 'figures/fig4_7.png']}
+    # chapter 2: Tables 2.1, 2.2, 2.6-2.8, the searched experts' cells
+    ch2 = {'table2_1_fairness': ['tables/table2_1.csv', 'tables/table2_2.csv', 'tables/table2_6.csv', 'tables/table2_7.csv',
+                                 'tables/table2_8.csv', 'tables/groups_vs_attribute.csv', 'figures/table2_1.png',
+                                 'figures/tables2_6_2_8.png', 'figures/cells_lbg_darts_biased_digits.png']}
     report = (tmp_path/'REPORT.md').read_text()
     assert 'Claims at `ci` scale' in report
-    for stem, files in {**ch1, **ch4}.items():
+    for stem, files in {**ch1, **ch4, **ch2}.items():
         for f in files + ['claims.json']: assert (tmp_path/'ci'/stem/f).is_file(), f'{stem}/{f}'
         claims = read_claims(tmp_path/'ci'/stem)
         assert claims and all(c.scale == 'ci' and c.verdict in ('holds', 'does not hold', 'undecided') for c in claims), stem

@@ -76,7 +76,7 @@ def get_method(name: str | Method) -> Method:
     return METHODS[name]
 
 # %% ../nbs/09_search.ipynb #f04dddb9
-_EMBEDDED = ('digits', 'objects10', 'cluttered_digits', 'brain_mri')
+_EMBEDDED = ('digits', 'objects10', 'cluttered_digits', 'brain_mri', 'biased_digits', 'skin_lesions')
 _NORMALIZE = {'cifar10': ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
               'cifar100': ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))}
 
