@@ -7,6 +7,8 @@
   results_sanas.md. The thesis: 4.6 vs 4.0 GPU-days (Table 4.1); target <= 1.5x time.
 * `--suite text` (thesis §4.4.2): the same comparison on the 1-D text space and the embedded sentiment sentences
   (SANAS on Gumbel-softmax relaxed one-hot columns vs plain second-order DARTS on token ids), results_text.md.
+* `--suite lbg` (thesis ch.2, Table 2.4): one LBG-NAS iteration with K = 2 expert supernets (and the GAM) against one
+  second-order DARTS iteration of the same supernet; target 1.3x two DARTS iterations, results_lbg.md.
 
 The DSRNA suite:
 
@@ -54,6 +56,11 @@ SUITES = {   # modes, time targets (x DARTS 2nd), memory target, iterations, sta
                  full=dict(C=32, layers=3, nodes=3, image=24, batch=32),   # 32: the sentiment search half holds 25 batches (>= 16 steps)
                  thesis='The thesis gives no search cost for text (Table 4.6 reports inference speed-ups only); the image rows '
                         'of Table 4.1 put SANAS at 1.15x DARTS (2nd).'),
+    'lbg': dict(modes=('darts_2nd', 'lbg_darts2nd'), targets={'lbg_darts2nd': 2.6}, mem=2.0, steps=4, stat='median',
+                title='LBG-NAS search-iteration benchmark',
+                thesis='Thesis (Table 2.4, CIFAR-10 search cost in V100 GPU-days): DARTS 1.5, LBG-DARTS 1.6, DALBG-DARTS 2.0. Target (the '
+                       'issue): one LBG-NAS iteration with K = 2 within 1.3x the cost of two DARTS (2nd) iterations of the same '
+                       'supernet, i.e. 2.6x one; memory within 2x one DARTS (2nd) process (two supernets).'),
 }
 MODES = tuple(dict.fromkeys(m for S in SUITES.values() for m in S['modes']))
 FULL = dict(C=16, layers=8, nodes=4, image=32, batch=64)
@@ -99,6 +106,13 @@ def child(mode, c):
         D = preset('paper', 'dsrna')
         kw['robust'] = dict(warmup_epochs=0, cb={**D['cb'], 'batch_size': c['batch']}, jacobian={**D['jacobian'], 'batch_size': c['batch']})
     t0 = time.perf_counter()
+    if mode == 'lbg_darts2nd':            # LBG-NAS (ch.2): K = 2 supernets of the DARTS search configuration, a ResNet-8 GAM
+        from trustnas_nb.lbg import lbg_search
+        r = lbg_search('darts_2nd', K=2, lam=0.0, scale='paper', seed=0, progress=False, gam_width=16, **over)
+        st = [s for h in r.history.step_seconds for s in h]
+        print(TAG + json.dumps(dict(mode=mode, steps=st, total_s=time.perf_counter() - t0, peak_rss=_peak_rss_bytes(),
+                                    supernet_params=r.supernet_params, threads=torch.get_num_threads())), flush=True)
+        return
     if mode == 'pcdarts':
         import trustnas_nb.core as core      # the paper preset's PC-DARTS warm-up would freeze α for the whole epoch
         core.PRESETS['paper']['pcdarts'] = dict(core.PRESETS['paper']['pcdarts'], warmup_epochs=0, batch_size=c['batch'])
@@ -151,6 +165,9 @@ def table(a, res) -> str:
         + (f"for CB includes the torch.export trace); CB: `{extra.get('cb_method', '?')}` on the first {extra.get('cb_batch', '?')} "
            f"validation inputs of the batch; Jacobian: {extra.get('n_proj', '?')} projection(s). One iteration = the α update "
            'and the w update of `MLOProblem.step`, timed by the driver.' if a.suite == 'dsrna' else
+           "is also the one where every level is due). One iteration = one `MLOProblem.step`: DARTS' w and α updates; LBG-NAS' "
+           "updates of the GAM, the two experts' weights, and C with both A_k through the two unrolls (Algorithm 2), timed by "
+           "`lbg.fit_lbg`; the LBG-NAS target is 1.3x two DARTS iterations, i.e. 2.6x in the ratio column." if a.suite == 'lbg' else
            "is also the one where every level is due). One iteration = one `MLOProblem.step` of the chain, timed by the driver; "
            "SANAS' levels are due on different iterations, so its cost is the mean over one period of its schedule "
            f"({a.steps - 1} iterations), DARTS' the mean of identical iterations.")

@@ -213,7 +213,9 @@ PRESETS: dict[str, dict[str, dict]] = {
                     fair_nas_bases=('darts_2nd',), nas_bases=('darts_2nd',), ablation_base='resnet', lams=(0.0, 0.1), Ks=(1, 2),
                     distances=('mmd', 'coral'), cifar_kinds=('plain', 'deepmoe', 'mge-cnn', 'lbg', 'dalbg'),
                     search=dict(n_train=64, n_val=64, batch_size=32, epochs=1, C=4, layers=3, nodes=2, max_steps=2),
-                    eval=dict(C=8, layers=3)),
+                    eval=dict(C=8, layers=3),
+                    ensemble_bases=('darts_2nd',), transfer_bases=('darts_2nd',), transfer_dataset='objects10', transfer_image_size=16, transfer_eval=dict(C=8, layers=4),
+                    text=dict(datasets=('sentiment',), K=2, C=8, layers=2, embed_dim=16, max_len=24)),
         'ch4brain': dict(seeds=(0,), dataset='brain_mri', image_size=16, search_image_size=8,   # §4.6 (L1818-L1908); brain_mri: the embedded MRI stand-in
                          bases=('darts2nd', 'pcdarts'), gamma=1.0, gamma_base='pcdarts', gammas=(0.1, 1.0), audience='resnet18',
                          audiences=('resnet18', 'vgg13'), ablation_bases=('darts2nd',), baselines=('densenet40', 'vgg13', 'resnet50'),
@@ -266,14 +268,16 @@ PRESETS: dict[str, dict[str, dict]] = {
                         search=dict(n_train=192, n_val=192, batch_size=32, epochs=2, C=8, layers=2, nodes=2),
                         eval=dict(C=8, layers=2, epochs=6, n_train=1024, batch_size=64, lr=0.3, auxiliary=False, cutout=0, drop_path=0.0)),
         'explanation': dict(ec=dict(), cdep=dict(), gmpgc=dict(), sub_batch=8),
-        'ch2': dict(seeds=(0, 1, 2), K=2, lam=0.1, fair_dataset='biased_digits', isic_dataset='skin_lesions', image_size=8, isic_image_size=16,
-                    cifar_dataset='objects10', cifar_image_size=8, resnet_depth=8, width=8, gam_width=4, epochs=4, finetune_epochs=4,
-                    batch_size=64, lr=0.05, c_lr=0.5, c_init_std=0.1, n_train=None, n_test=None, max_steps=None,
+        'ch2': dict(seeds=(0, 1, 2), K=2, lam=0.1, fair_dataset='biased_digits', isic_dataset='skin_lesions', image_size=8, isic_image_size=8,
+                    cifar_dataset='objects10', cifar_image_size=8, resnet_depth=8, width=8, gam_width=4, epochs=3, finetune_epochs=3,
+                    batch_size=64, lr=0.05, c_lr=0.5, c_init_std=0.1, n_train=512, n_test=None, max_steps=None,
                     fair_nas_bases=('darts_2nd',), nas_bases=('darts_2nd', 'pcdarts', 'pdarts'), ablation_base='resnet',
                     lams=(0.0, 0.01, 0.1, 1.0), Ks=(1, 2, 3, 4), distances=('mmd', 'coral', 'kl', 'cdd'),
                     cifar_kinds=('plain', 'deepmoe', 'mge-cnn', 'lbg', 'dalbg'),
-                    search=dict(n_train=256, n_val=256, batch_size=64, epochs=2, C=4, layers=3, nodes=2, max_steps=None),
-                    eval=dict(C=8, layers=3)),
+                    search=dict(n_train=128, n_val=128, batch_size=32, epochs=2, C=4, layers=3, nodes=2, max_steps=None),
+                    eval=dict(C=8, layers=3),
+                    ensemble_bases=('darts_2nd', 'pdarts'), transfer_bases=('darts_2nd',), transfer_dataset='objects10', transfer_image_size=16, transfer_eval=dict(C=8, layers=4),
+                    text=dict(datasets=('sentiment', 'paraphrase_pairs', 'entailment_pairs'), K=4, C=8, layers=2, embed_dim=16, max_len=24)),
         'ch4brain': dict(seeds=(0, 1, 2), dataset='brain_mri', image_size=16, search_image_size=8,
                          bases=('darts2nd', 'pcdarts'), gamma=1.0, gamma_base='pcdarts', gammas=(0.1, 1.0), audience='resnet18',   # P-DARTS, gamma 0.5: paper only (budget)
                          audiences=('resnet18', 'vgg13'), ablation_bases=('darts2nd',),
@@ -328,7 +332,9 @@ PRESETS: dict[str, dict[str, dict]] = {
                     lams=(0.0, 0.01, 0.1, 1.0), Ks=(1, 2, 3, 4), distances=('mmd', 'coral', 'kl', 'cdd'),
                     cifar_kinds=('plain', 'deepmoe', 'mge-cnn', 'lbg', 'dalbg'),
                     search=dict(n_train=25000, n_val=25000, batch_size=64, epochs=50, C=16, layers=5, nodes=4, w_lr=0.025),
-                    eval=dict(C=36, layers=11)),
+                    eval=dict(C=36, layers=11),
+                    ensemble_bases=('darts_2nd', 'pdarts'), transfer_bases=('darts_2nd', 'pcdarts', 'pdarts'), transfer_dataset='imagenet', transfer_image_size=224, transfer_eval=dict(C=48, layers=8),
+                    text=dict(datasets=('sst2', 'mrpc', 'qqp', 'mnli', 'qnli', 'rte'), K=4, C=32, layers=3, embed_dim=128, max_len=64)),   # L1147: K = 4
         'ch4brain': dict(seeds=tuple(range(5)), dataset='brain_tumor_mri', image_size=64, search_image_size=64,   # L1844: 64x64 MRI
                          bases=('darts2nd', 'pcdarts', 'pdarts'), gamma=1.0, gamma_base='pcdarts', gammas=(0.1, 0.5, 1.0), audience='resnet18',   # L1848; Table 4.10
                          audiences=('resnet18', 'vgg13'), ablation_bases=('darts2nd', 'pdarts'),   # Tables 4.11, 4.12
