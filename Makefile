@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: reproduce test pytest nbtest nb venv dev bench bench-bounds bench-dsrna bench-sanas bench-text clean-outputs
+.PHONY: reproduce test pytest nbtest nb venv dev bench bench-bounds bench-dsrna bench-sanas bench-text bench-lbg clean-outputs
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,10 @@ bench-sanas: $(VENV)/.base-installed
 
 bench-text: $(VENV)/.base-installed
 	$(PY) benchmarks/bench_iteration.py --suite text
+
+# one LBG-NAS iteration (K = 2 expert supernets + the GAM) against second-order DARTS; results in benchmarks/results_lbg.md
+bench-lbg: $(VENV)/.base-installed
+	$(PY) benchmarks/bench_iteration.py --suite lbg
 
 clean-outputs:
 	rm -rf outputs/ci outputs/cpu outputs/paper outputs/REPORT.md

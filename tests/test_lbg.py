@@ -171,3 +171,54 @@ def test_ch2_run_rows_and_bad_input():
     assert plain['K'] == 1 and plain['params_m'] > 0
     with pytest.raises(ValueError, match="unknown kind 'moe'"): ch2_run('moe')
     with pytest.raises(ValueError, match="fixed experts"): ch2_run('deepmoe', 'darts_2nd')
+
+
+def test_lbg_on_token_ids_with_a_fixed_text_network():
+    "Table 2.11's rows: the text CNN's frozen architecture stays out of the chain; integer token ids flow through every level."
+    from trustnas_nb.lbg import ch2_run, _is_supernet, TEXT_CELL
+    from trustnas_nb.textnas import text_network
+    assert not _is_supernet(text_network(TEXT_CELL, 30, 2, C=4, layers=1, embed_dim=8))
+    row, ex = ch2_run('lbg', 'textnet', 'sentiment', 0, 'ci', K=2, image_size=24, n_train=48, n_test=32)
+    chain = ex['chain']
+    assert not chain.nas and not any(n.startswith('A.') for n in chain.levels[2].named)
+    assert all(p.requires_grad for p in chain.levels[1].named.values())
+    assert row['method'] == 'LBG-TextNet' and {'f1', 'mcc'} <= set(row) and row['test_group_0'] + row['test_group_1'] == 32
+    with pytest.raises(ValueError, match="is text: use base 'textnet'"): ch2_run('plain', 'resnet', 'sentiment')
+    with pytest.raises(ValueError, match="is images"): ch2_run('plain', 'textnet', 'biased_digits')
+
+
+def test_nas_rows_search_on_one_dataset_and_evaluate_on_another(tmp_path):
+    "Table 2.5: the cells come from the search dataset and size (memoized), the network is built for the evaluation ones."
+    from trustnas_nb.lbg import ch2_run
+    kw = dict(scale='ci', cache_dir=tmp_path, search_dataset='objects10', search_image_size=8, n_train=32, n_test=32)
+    r1, e1 = ch2_run('plain', 'darts_2nd', 'objects10', 0, image_size=16, eval=dict(C=4, layers=4), **kw)
+    assert r1['search_image_size'] == 8 and r1['image_size'] == 16
+    r2, e2 = ch2_run('plain', 'darts_2nd', 'objects10', 0, image_size=8, **{**kw, 'search_image_size': None})
+    assert r2['genotypes'] == r1['genotypes']               # the same search (dataset, size) from the cache
+    assert list((tmp_path/'search').glob('*.json'))
+
+
+def test_lbg_benchmark_suite_runs_quick(tmp_path):
+    "benchmarks/bench_iteration.py --suite lbg at tiny sizes: both modes run and the table names the 2.6x target."
+    import subprocess, sys
+    from pathlib import Path
+    bench = Path(__file__).resolve().parents[1]/'benchmarks'/'bench_iteration.py'
+    out = tmp_path/'lbg.md'
+    r = subprocess.run([sys.executable, str(bench), '--suite', 'lbg', '--quick', '--threads', '1', '--out', str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    md = out.read_text()
+    assert '| lbg_darts2nd |' in md and '≤ 2.6× time' in md and 'not run' not in md
+
+
+@pytest.mark.parametrize('name', ['celeba', 'isic2018'])
+def test_fairness_tensors_read_the_real_formats(tmp_path, name):
+    "CelebA (Attractive / Male) and ISIC-2018 (the patients' sex), written in their on-disk formats, come back with the attribute."
+    from trustnas_nb import loaders
+    from trustnas_nb.lbg import fairness_tensors
+    (loaders._write_celeba if name == 'celeba' else loaders._write_isic2018)(tmp_path)
+    x, y, a, nc = fairness_tensors(name, 'test', image_size=12, root=tmp_path)
+    xt, yt, at, _ = fairness_tensors(name, 'train', image_size=12, root=tmp_path)
+    assert x.shape[1:] == (3, 12, 12) and len(x) == len(y) == len(a) and nc == (2 if name == 'celeba' else 7)
+    assert set(a.tolist()) == {0, 1} and len(xt) > len(x)          # train = the official train + val partitions
+    if name == 'celeba': assert y.tolist() == [0, 0, 1, 1, 0, 0] and a.tolist() == [0, 1, 0, 1, 0, 1]   # the writer's pattern

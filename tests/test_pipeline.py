@@ -122,7 +122,11 @@ def test_every_experiment_notebook_runs_at_ci_scale(tmp_path):
     # chapter 2: Tables 2.1, 2.2, 2.6-2.8, the searched experts' cells
     ch2 = {'table2_1_fairness': ['tables/table2_1.csv', 'tables/table2_2.csv', 'tables/table2_6.csv', 'tables/table2_7.csv',
                                  'tables/table2_8.csv', 'tables/groups_vs_attribute.csv', 'figures/table2_1.png',
-                                 'figures/tables2_6_2_8.png', 'figures/cells_lbg_darts_biased_digits.png']}
+                                 'figures/tables2_6_2_8.png', 'figures/cells_lbg_darts_biased_digits.png'],
+           'table2_3_lbg_moe': ['tables/table2_3.csv', 'figures/table2_3.png'],
+           'table2_4_lbg_nas': ['tables/table2_4.csv', 'tables/table2_5.csv', 'tables/table2_10.csv', 'figures/table2_4.png',
+                                'figures/cells_lbg_darts.png'],
+           'table2_11_lbg_text': ['tables/table2_11.csv', 'figures/table2_11.png']}
     report = (tmp_path/'REPORT.md').read_text()
     assert 'Claims at `ci` scale' in report
     for stem, files in {**ch1, **ch4, **ch2}.items():
