@@ -103,11 +103,12 @@ def _check_labels(y, logits):
 @contextlib.contextmanager
 def _standard_layout(model):
     "The supernet without its channels-last conversion of the input (see `_call`)."
+    has = hasattr(model, 'channels_last')        # True, False or None (channels-last on CUDA only)
     cl = getattr(model, 'channels_last', None)
-    if isinstance(cl, bool): model.channels_last = False
+    if has: model.channels_last = False
     try: yield model
     finally:
-        if isinstance(cl, bool): model.channels_last = cl
+        if has: model.channels_last = cl
 
 def _standard(v):
     "`v` with standard strides (a differentiable copy where a 4-D tensor is laid out otherwise, e.g. channels-last 1x1 kernels)."

@@ -259,7 +259,7 @@ class SuperNet(nn.Module):
                  n_nodes: int | None = None, in_channels: int = 3, stem_multiplier: int = 3, pc_k: int = 1,
                  edge_norm: bool = False, gates: str = 'softmax', skip_dropout: float = 0.0,
                  temperature: float = 2 / 3, hc_limits: tuple[float, float] = (-0.1, 1.1), gate_topk: int | None = None,
-                 fast: bool = True, channels_last: bool = True, bn_mode: str = 'batch', reductions: Sequence[int] | None = None):
+                 fast: bool = True, channels_last: bool | None = None, bn_mode: str = 'batch', reductions: Sequence[int] | None = None):
         super().__init__()
         self.space = sp = get_space(space, n_nodes)
         for nm, v in (('C', C), ('num_classes', num_classes), ('layers', layers), ('in_channels', in_channels),
@@ -271,7 +271,8 @@ class SuperNet(nn.Module):
         if gate_topk is not None: _pos_int('gate_topk', gate_topk)
         if bn_mode not in ('batch', 'fixed'): raise ValueError(f"bn_mode must be 'batch' or 'fixed', got {bn_mode!r}")
         self.C, self.num_classes, self.layers, self.pc_k, self.edge_norm, self.gates = C, num_classes, layers, pc_k, bool(edge_norm), gates
-        self.hc_limits, self.gate_topk, self.fast, self.channels_last = (float(lo), float(hi)), gate_topk, bool(fast), bool(channels_last)
+        self.hc_limits, self.gate_topk, self.fast = (float(lo), float(hi)), gate_topk, bool(fast)
+        self.channels_last = None if channels_last is None else bool(channels_last)   # None: on CUDA only
         if not float(temperature) > 0: raise ValueError(f"temperature must be > 0, got {temperature!r}")
         self.temperature = float(temperature)
         self.bn_mode, self._delta = 'batch', None
@@ -438,7 +439,7 @@ def __check_weights(self, weights):
 def _forward(self, x, weights: Mapping | None = None):
     "Logits for images `x`; `weights` (`{kind: W or (W, B)}`) overrides the mixing weights for this call."
     if x.dim() != 4: raise ValueError(f"expected images of shape (N, C, H, W), got shape {tuple(x.shape)}")
-    if self.channels_last:
+    if self.channels_last or (self.channels_last is None and x.is_cuda):
         try: x = x.contiguous(memory_format=torch.channels_last)
         except RuntimeError: pass                # layouts cannot be changed inside torch.func.vmap
     s = self.stem(x)
