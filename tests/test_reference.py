@@ -15,7 +15,8 @@ SHAPES = {'table1_1': (7, 15), 'table1_2': (20, 6), 'table1_3': (5, 14), 'table1
           'table4_11': (4, 4), 'table4_12': (4, 4), 'table4_13': (6, 5),
           'table2_1': (6, 7), 'table2_2': (4, 7), 'table2_3': (21, 5), 'table2_4': (9, 11), 'table2_5': (6, 6),
           'table2_6': (4, 4), 'table2_7': (4, 4), 'table2_8': (4, 3), 'table2_9': (6, 3), 'table2_10': (4, 5),
-          'table2_11': (13, 6)}
+          'table2_11': (13, 6),
+          'table3_2': (34, 9), 'table3_3': (17, 9), 'table3_4': (3, 6), 'table3_5': (3, 6), 'table3_6': (3, 6)}
 DSRNA_LABELS = ['RobNet-large', 'RobNet-free', 'SDARTS-ADV', 'PC-DARTS-ADV', 'DSRNA-CB', 'DSRNA-Jacobian', 'DSRNA-Combined']
 
 

@@ -13,7 +13,7 @@ __all__ = ['TABLE_1_2', 'TABLE_1_7', 'TABLE_1_1', 'TABLE_1_3', 'TABLE_1_4', 'TAB
            'DSRNA_CB_SHORT', 'TABLE_4_1', 'TABLE_4_2', 'TABLE_4_3', 'TABLE_4_4', 'TABLE_4_5', 'TABLE_4_6', 'TABLE_4_7',
            'TABLE_4_8', 'TABLE_4_9', 'TABLE_4_10', 'TABLE_4_11', 'TABLE_4_12', 'TABLE_4_13', 'TABLE_2_1', 'TABLE_2_2',
            'TABLE_2_3', 'TABLE_2_4', 'TABLE_2_5', 'TABLE_2_6', 'TABLE_2_7', 'TABLE_2_8', 'TABLE_2_9', 'TABLE_2_10',
-           'TABLE_2_11', 'REFERENCE', 'thesis_table']
+           'TABLE_2_11', 'TABLE_3_2', 'TABLE_3_3', 'TABLE_3_4', 'TABLE_3_5', 'TABLE_3_6', 'REFERENCE', 'thesis_table']
 
 # %% ../nbs/0a_reference.ipynb #1391ca12
 TABLE_1_2 = dict(
@@ -824,6 +824,177 @@ TABLE_2_11 = dict(
     marks=dict(bold=[(('MRPC', 'accuracy'), 'RoBERTa'), (('MRPC', 'f1'), 'LBG-RoBERTa'),
                      (('MNLI', 'mismatched_acc'), 'LBG-BERT')]))
 
+# %% ../nbs/0a_reference.ipynb #f6d13049
+_IUC_REFS = {'LSTM': 180, 'SCST': 152, 'LSTM-A': 202, 'RFNet': 98, 'Up-Down': 6, 'GCN-LSTM': 201, 'LBPF': 146,
+             'SGAE': 198, 'AoANet': 90, 'X-LAN': 139, 'X-Transformer': 139, 'Meshed-Memory Transformer': 39,
+             'X-Transformer+PPO': 209, 'OSCAR_L': 115, 'OSCAR+L w/ VINVL': 211, 'AutoCaption': 216}
+_IUC_COLUMNS = ('method', 'training', 'bleu1', 'bleu4', 'meteor', 'rouge', 'cider', 'spice', 'arch')
+_IUC_SCALE = ('COCO caption metrics x100 as printed (BLEU-1/4, METEOR, ROUGE-L, SPICE in %, CIDEr-D x100); '
+              'caption_metrics.percent gives measured scores on this scale')
+_IUC_E_XE_NOTE = ('IUC-E cross-entropy: BLEU-4 / METEOR / CIDEr / SPICE 40.0 / 30.9 / 131.1 / 23.7 in Table 3.2 (L1308) '
+                  'but 39.7 / 30.9 / 131.1 / 23.8 for the same configuration in Table 3.5 (lambda=1, gamma=0, L1437) '
+                  'and Table 3.6 (IUC-E + DARTS, L1448); L1340 says Tables 3.2 and 3.5 both use DARTS-2nd and L1441 '
+                  'that lambda=1, gamma=0 is eq 3.4')
+TABLE_3_2 = dict(
+    source='thesis Table 3.2 (seed 000, L1289-L1328)', dataset='COCO captions, Karpathy test split (single model)',
+    quantity='caption metrics x100 (larger is better)', key=('method', 'training'), columns=_IUC_COLUMNS,
+    rows=[
+        ('LSTM',             'xe', None, 29.6, 25.2, 52.6, 94.0,  None, 'manual'),
+        ('SCST',             'xe', None, 30.0, 25.9, 53.4, 99.4,  None, 'manual'),
+        ('LSTM-A',           'xe', 75.4, 35.2, 26.9, 55.8, 108.8, 20.0, 'manual'),
+        ('RFNet',            'xe', 76.4, 35.8, 27.4, 56.5, 112.5, 20.5, 'manual'),
+        ('Up-Down',          'xe', 77.2, 36.2, 27.0, 56.4, 113.5, 20.3, 'manual'),
+        ('GCN-LSTM',         'xe', 77.3, 36.8, 27.9, 57.0, 116.3, 20.9, 'manual'),
+        ('LBPF',             'xe', 77.8, 37.4, 28.1, 57.5, 116.4, 21.2, 'manual'),
+        ('SGAE',             'xe', 77.6, 36.9, 27.7, 57.2, 116.7, 20.9, 'manual'),
+        ('AoANet',           'xe', 77.4, 37.2, 28.4, 57.5, 119.8, 21.3, 'manual'),
+        ('X-LAN',            'xe', 78.0, 38.2, 28.8, 58.0, 122.0, 21.9, 'manual'),
+        ('X-Transformer',    'xe', 77.3, 37.0, 28.7, 57.5, 120.0, 21.8, 'manual'),
+        ('OSCAR_L',          'xe', None, 37.4, 30.7, None, 127.8, 23.5, 'manual'),
+        ('OSCAR+L w/ VINVL', 'xe', None, 38.5, 30.4, None, 130.8, 23.4, 'manual'),
+        ('AutoCaption',      'xe', 79.4, 39.2, 29.0, 58.6, 125.2, 22.4, 'RL'),
+        ('IUC-D',            'xe', 79.6, 39.5, 30.8, 58.9, 130.6, 23.8, 'gradient-based'),
+        ('IUC-E',            'xe', 79.9, 40.0, 30.9, 59.3, 131.1, 23.7, 'gradient-based'),
+        ('LSTM',                      'cider', None, 31.9, 25.5, 54.3, 106.3, None, 'manual'),
+        ('SCST',                      'cider', None, 34.2, 26.7, 55.7, 114.0, None, 'manual'),
+        ('LSTM-A',                    'cider', 78.6, 35.5, 27.3, 56.8, 118.3, 20.8, 'manual'),
+        ('RFNet',                     'cider', 79.1, 36.5, 27.7, 57.3, 121.9, 21.2, 'manual'),
+        ('Up-Down',                   'cider', 79.8, 36.3, 27.7, 56.9, 120.1, 21.4, 'manual'),
+        ('GCN-LSTM',                  'cider', 80.5, 38.2, 28.5, 58.3, 127.6, 22.0, 'manual'),
+        ('LBPF',                      'cider', 80.5, 38.3, 28.5, 58.4, 127.6, 22.0, 'manual'),
+        ('SGAE',                      'cider', 80.8, 38.4, 28.4, 58.6, 127.8, 22.1, 'manual'),
+        ('AoANet',                    'cider', 80.2, 38.9, 29.2, 58.8, 129.8, 22.4, 'manual'),
+        ('X-LAN',                     'cider', 80.8, 39.5, 29.5, 59.2, 132.0, 23.4, 'manual'),
+        ('X-Transformer',             'cider', 80.9, 39.7, 29.5, 59.1, 132.8, 23.4, 'manual'),
+        ('Meshed-Memory Transformer', 'cider', 80.8, 39.1, 29.2, 58.6, 131.2, 22.6, 'manual'),
+        ('X-Transformer+PPO',         'cider', 81.1, 39.7, 29.6, 59.2, 133.3, 23.4, 'manual'),
+        ('OSCAR_L',                   'cider', None, 41.7, 30.6, None, 140.0, 24.5, 'manual'),
+        ('OSCAR+L w/ VINVL',          'cider', None, 41.0, 31.1, None, 140.9, 25.2, 'manual'),
+        ('AutoCaption',               'cider', 81.5, 40.2, 29.9, 59.5, 135.8, 23.8, 'RL'),
+        ('IUC-D',                     'cider', 81.8, 40.9, 31.0, 59.5, 140.6, 25.3, 'gradient-based'),
+        ('IUC-E',                     'cider', 82.3, 42.1, 31.4, 60.1, 141.9, 25.8, 'gradient-based'),
+    ],
+    refs=_IUC_REFS,
+    seed_lines={'xe': (1293, 1308), 'cider': (1311, 1328)},
+    footnotes={
+        'scale': _IUC_SCALE,
+        'training': "'xe' = cross-entropy loss (block L1291-L1308), 'cider' = CIDEr score optimisation (L1309-L1328)",
+        'nas': "the dagger of the caption marks AutoCaption, IUC-D and IUC-E (arch 'RL' / 'gradient-based')",
+        '⚠ IUC-E vs Tables 3.5/3.6': _IUC_E_XE_NOTE,
+        '⚠ SPICE claim': 'L1387: IUC-D is slightly better than IUC-E in SPICE -- true for cross-entropy (23.8 vs 23.7), '
+                         'not for CIDEr optimisation (25.3 vs 25.8)',
+        '⚠ header': 'the CIDEr block header is split by the extraction ("CID | Er Score O | ptimization | ı", L1309)',
+    },
+    marks=dict(bold=[]))
+
+# %% ../nbs/0a_reference.ipynb #7dfa4ca0
+TABLE_3_3 = dict(
+    source='thesis Table 3.3 (seed 000, L1342-L1365)', dataset='COCO captions, Karpathy test split (ensembles)',
+    quantity='caption metrics x100 (larger is better)', key=('method', 'training'), columns=_IUC_COLUMNS,
+    rows=[
+        ('SCST',          'xe', None, 32.8, 26.7, 55.1, 106.5, None, 'manual'),
+        ('RFNet',         'xe', 77.4, 37.0, 27.9, 57.3, 116.3, 20.8, 'manual'),
+        ('GCN-LSTM',      'xe', 77.4, 37.1, 28.1, 57.2, 117.1, 21.1, 'manual'),
+        ('SGAE',          'xe', None, None, None, None, None,  None, 'manual'),
+        ('AoANet',        'xe', 78.7, 38.1, 28.5, 58.2, 122.7, 21.7, 'manual'),
+        ('X-LAN',         'xe', 78.8, 39.1, 29.1, 58.5, 124.5, 22.2, 'manual'),
+        ('X-Transformer', 'xe', 77.8, 37.7, 29.0, 58.0, 122.1, 21.9, 'manual'),
+        ('AutoCaption',   'xe', 79.8, 40.3, 29.6, 59.2, 128.5, 22.8, 'RL'),
+        ('IUC',           'xe', 80.0, 40.6, 31.2, 59.4, 132.8, 23.9, 'gradient-based'),
+        ('SCST',          'cider', None, 35.4, 27.1, 56.6, 117.5, None, 'manual'),
+        ('RFNet',         'cider', 80.4, 37.9, 28.3, 58.3, 125.7, 21.7, 'manual'),
+        ('GCN-LSTM',      'cider', 80.9, 38.3, 28.6, 58.5, 128.7, 22.1, 'manual'),
+        ('SGAE',          'cider', 81.0, 39.0, 28.4, 58.9, 129.1, 22.2, 'manual'),
+        ('AoANet',        'cider', None, None, None, None, None,  None, 'manual'),
+        ('X-LAN',         'cider', None, None, None, None, None,  None, 'manual'),
+        ('X-Transformer', 'cider', None, None, None, None, None,  None, 'manual'),
+        ('AutoCaption',   'cider', None, None, None, None, None,  None, 'RL'),
+    ],
+    refs={k: _IUC_REFS[k] for k in ('SCST', 'RFNet', 'GCN-LSTM', 'SGAE', 'AoANet', 'X-LAN', 'X-Transformer', 'AutoCaption')},
+    seed_lines={'xe': (1346, 1354), 'cider': (1357, 1365)},
+    garbled={
+        1361: 'AoANet Σ [90] | 01.6 | 10.0 | 20.2 | 50.4 | 122.0 | 220 | monual',
+        1362: '(no name) | 81.0 | 40.2 | 29.3 | 59.4 | 152.0 | 22.0 | illallual',
+        1363: 'X-LAN Σ [139] | 81.6 81.6 | 40.2 40.3 | 29.3 29.8 | 59.4 59.6 | 132.0 | 22.8 | manual',
+        1364: 'X-LAN Σ [139] X-Transformer Σ [139] | 81.6 81.6 81.7 | 40.2 40.3 40.7 | 29.3 29.8 29.9 | 59.4 59.6 59.7 '
+              '| 132.0 133.7 135.3 | 22.8 23.6 23.8 | manual manual',
+        1365: 'X-LAN Σ [139] X-Transformer Σ [139] AutoCaption Σ [216] † | 81.6 81.6 81.7 82.9 | 40.2 40.3 40.7 42.1 '
+              '| 29.3 29.8 29.9 30.4 | 59.4 59.6 59.7 60.4 | 132.0 133.7 135.3 139.5 | 22.8 23.6 23.8 24.3 '
+              '| manual manual RL',
+    },
+    footnotes={
+        'scale': _IUC_SCALE,
+        'ensembles': 'every row is an ensemble / fusion of models (Σ in the seed); IUC = IUC-E + IUC-D (L1387)',
+        '⚠ SGAE xe': 'SGAE cross-entropy cells are all "-" (L1349)',
+        '⚠ SGAE Σ': 'SGAE in the CIDEr block is printed without Σ (L1360)',
+        '⚠ AoANet garbled': 'AoANet CIDEr row garbled (L1361: 01.6 / 10.0 / 20.2 / 50.4 / 122.0 / 220 / "monual") with a '
+                            'second damaged, unnamed copy at L1362; values left None (raw lines in `garbled`)',
+        '⚠ merged rows': 'X-LAN, X-Transformer and AutoCaption CIDEr rows merged (L1363-L1365): names repeated '
+                         'cumulatively, four value groups for three names in L1365, no way to assign them from the '
+                         'text; values left None (raw lines in `garbled`)',
+        '⚠ no IUC row': 'the CIDEr block has no IUC row, although L1387 claims IUC is best in the ensemble setting with '
+                        'both cross-entropy and CIDEr optimisation',
+        '⚠ header': 'the CIDEr block header is split by the extraction ("CID | Er Score O | ptimizatior | ı", L1355)',
+    },
+    marks=dict(bold=[]))
+
+# %% ../nbs/0a_reference.ipynb #91b865a4
+TABLE_3_4 = dict(
+    source='thesis Table 3.4 (seed 000, L1397-L1402)',
+    dataset='COCO captions, Karpathy test split (single model, cross-entropy, no OSCAR pre-training)',
+    quantity='caption metrics x100 (larger is better)', key=('encoder', 'decoder'),
+    columns=('encoder', 'decoder', 'bleu4', 'meteor', 'cider', 'spice'),
+    rows=[
+        ('R', 'R', 37.7, 28.0, 117.9, 21.7),
+        ('R', 'S', 37.9, 28.7, 122.1, 21.9),
+        ('S', 'R', 38.3, 29.4, 127.3, 22.6),
+    ],
+    seed_lines=(1400, 1402),
+    footnotes={
+        'scale': _IUC_SCALE,
+        'S/R': 'S = architecture searched (DARTS-2nd, L1340), R = randomly sampled from the same cell space (L1422)',
+        '⚠ no S/S row': 'no row with both encoder and decoder searched; the joint search announced at L1340 is not shown',
+        'setting': 'without the OSCAR pre-training of Table 3.2 (L1422)',
+    },
+    marks=dict(bold=[]))
+TABLE_3_5 = dict(
+    source='thesis Table 3.5 (seed 000, L1434-L1439)', dataset='COCO captions, Karpathy test split (IUC-E, single model, '
+    'cross-entropy)', quantity='caption metrics x100 (larger is better)', key=('lam', 'gamma'),
+    columns=('lam', 'gamma', 'bleu4', 'meteor', 'cider', 'spice'),
+    rows=[
+        (1.0, 0.0, 39.7, 30.9, 131.1, 23.8),
+        (0.0, 1.0, 39.1, 29.7, 129.9, 22.9),
+        (1.0, 1.0, 39.5, 30.4, 130.6, 23.1),
+    ],
+    seed_lines=(1437, 1439),
+    footnotes={
+        'scale': _IUC_SCALE,
+        'eq 3.10': 'lam weighs the predictive model\'s validation loss, gamma the encoder-decoder\'s (L1428-L1432); '
+                   'lam=1, gamma=0 is eq 3.4 (L1441)',
+        '⚠ IUC-E vs Table 3.2': _IUC_E_XE_NOTE,
+    },
+    marks=dict(bold=[]))
+TABLE_3_6 = dict(
+    source='thesis Table 3.6 (seed 000, L1447-L1452)', dataset='COCO captions, Karpathy test split (IUC-E, single model, '
+    'cross-entropy)', quantity='caption metrics x100 (larger is better)', key=('method', 'search'),
+    columns=('method', 'search', 'bleu4', 'meteor', 'cider', 'spice'),
+    rows=[
+        ('IUC-E + DARTS',    'darts',   39.7, 30.9, 131.1, 23.8),
+        ('IUC-E + PC-DARTS', 'pcdarts', 39.8, 31.2, 131.6, 24.1),
+        ('IUC-E + DATA',     'data',    40.1, 31.3, 131.9, 23.9),
+    ],
+    refs={'DARTS': 122, 'PC-DARTS': 194, 'DATA': 20},
+    seed_lines=(1448, 1450),
+    footnotes={
+        'scale': _IUC_SCALE,
+        'caption': 'the caption (L1452) follows the body',
+        '⚠ IUC-E vs Table 3.2': _IUC_E_XE_NOTE + '; IUC-E + DARTS equals Table 3.5 lambda=1, gamma=0 cell for cell, and '
+                                'L1340 names "DARTS" here but DARTS-2nd for Table 3.5',
+        '⚠ DATA claim': 'L1454: DATA brings further improvements -- best on BLEU-4, METEOR, CIDEr, but SPICE 23.9 < '
+                        'PC-DARTS 24.1',
+    },
+    marks=dict(bold=[]))
+
 # %% ../nbs/0a_reference.ipynb #2cb5ba64
 REFERENCE = {'table1_1': TABLE_1_1, 'table1_2': TABLE_1_2, 'table1_3': TABLE_1_3, 'table1_4': TABLE_1_4,
              'table1_5': TABLE_1_5, 'table1_6': TABLE_1_6, 'table1_7': TABLE_1_7, 'anova1': ANOVA_1,
@@ -834,7 +1005,9 @@ REFERENCE = {'table1_1': TABLE_1_1, 'table1_2': TABLE_1_2, 'table1_3': TABLE_1_3
              'table4_13': TABLE_4_13,
              'table2_1': TABLE_2_1, 'table2_2': TABLE_2_2, 'table2_3': TABLE_2_3, 'table2_4': TABLE_2_4,
              'table2_5': TABLE_2_5, 'table2_6': TABLE_2_6, 'table2_7': TABLE_2_7, 'table2_8': TABLE_2_8,
-             'table2_9': TABLE_2_9, 'table2_10': TABLE_2_10, 'table2_11': TABLE_2_11}
+             'table2_9': TABLE_2_9, 'table2_10': TABLE_2_10, 'table2_11': TABLE_2_11,
+             'table3_2': TABLE_3_2, 'table3_3': TABLE_3_3, 'table3_4': TABLE_3_4, 'table3_5': TABLE_3_5,
+             'table3_6': TABLE_3_6}
 
 def thesis_table(name: str, prefix: str = 'thesis_'):
     "The thesis table `name` as a DataFrame; every column but the key (the table's `key`, else its first column) is prefixed with `prefix`."
