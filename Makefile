@@ -13,7 +13,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: reproduce test pytest nbtest nb venv dev bench bench-bounds bench-dsrna bench-sanas bench-text bench-lbg clean-outputs
+.PHONY: reproduce test pytest nbtest nb venv dev bench bench-bounds bench-dsrna bench-sanas bench-text bench-lbg bench-iuc clean-outputs
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,10 @@ bench-text: $(VENV)/.base-installed
 # one LBG-NAS iteration (K = 2 expert supernets + the GAM) against second-order DARTS; results in benchmarks/results_lbg.md
 bench-lbg: $(VENV)/.base-installed
 	$(PY) benchmarks/bench_iteration.py --suite lbg
+
+# one IUC-E search iteration against second-order DARTS on the same encoder supernet, and beam-3 captions per second; results in benchmarks/results_iuc.md
+bench-iuc: $(VENV)/.base-installed
+	$(PY) benchmarks/bench_iteration.py --suite iuc
 
 clean-outputs:
 	rm -rf outputs/ci outputs/cpu outputs/paper outputs/REPORT.md

@@ -9,6 +9,9 @@
   (SANAS on Gumbel-softmax relaxed one-hot columns vs plain second-order DARTS on token ids), results_text.md.
 * `--suite lbg` (thesis ch.2, Table 2.4): one LBG-NAS iteration with K = 2 expert supernets (and the GAM) against one
   second-order DARTS iteration of the same supernet; target 1.3x two DARTS iterations, results_lbg.md.
+* `--suite iuc` (thesis ch.3): one IUC-E search iteration (Algorithm 3: encoder-decoder, the predictive captioner on
+  soft pseudo-captions, the encoder's α through both unrolls) against one second-order DARTS iteration of the same
+  encoder supernet; target 2x time and memory; and captions decoded per second with beam 3, results_iuc.md.
 
 The DSRNA suite:
 
@@ -61,6 +64,11 @@ SUITES = {   # modes, time targets (x DARTS 2nd), memory target, iterations, sta
                 thesis='Thesis (Table 2.4, CIFAR-10 search cost in V100 GPU-days): DARTS 1.5, LBG-DARTS 1.6, DALBG-DARTS 2.0. Target (the '
                        'issue): one LBG-NAS iteration with K = 2 within 1.3x the cost of two DARTS (2nd) iterations of the same '
                        'supernet, i.e. 2.6x one; memory within 2x one DARTS (2nd) process (two supernets).'),
+    'iuc': dict(modes=('darts_2nd', 'iuc_e'), targets={'iuc_e': 2.0}, mem=2.0, steps=4, stat='median',
+                title='IUC-E search-iteration benchmark', dataset='objects10',
+                thesis='The thesis gives no search cost for IUC. Target (the issue): one IUC-E iteration within 2x one DARTS (2nd) '
+                       'iteration of the same encoder supernet, memory within 2x; the decoders (attention LSTM, embedding 32, '
+                       'hidden 64, captions of the embedded shapes scenes, 23 steps) are small beside the 8-cell encoder.'),
 }
 MODES = tuple(dict.fromkeys(m for S in SUITES.values() for m in S['modes']))
 FULL = dict(C=16, layers=8, nodes=4, image=32, batch=64)
@@ -113,6 +121,10 @@ def child(mode, c):
         print(TAG + json.dumps(dict(mode=mode, steps=st, total_s=time.perf_counter() - t0, peak_rss=_peak_rss_bytes(),
                                     supernet_params=r.supernet_params, threads=torch.get_num_threads())), flush=True)
         return
+    if mode == 'iuc_e':                   # IUC-E (ch.3): the DARTS encoder supernet of the configuration + attention-LSTM decoders
+        res = _iuc_child(c, t0)
+        print(TAG + json.dumps(res), flush=True)
+        return
     if mode == 'pcdarts':
         import trustnas_nb.core as core      # the paper preset's PC-DARTS warm-up would freeze α for the whole epoch
         core.PRESETS['paper']['pcdarts'] = dict(core.PRESETS['paper']['pcdarts'], warmup_epochs=0, batch_size=c['batch'])
@@ -124,6 +136,32 @@ def child(mode, c):
     if mode.startswith('dsrna'):
         D = preset('paper', 'dsrna'); res.update(cb_method=D['cb_method'], cb_batch=D['cb_batch'], n_proj=D['n_proj'])
     print(TAG + json.dumps(res), flush=True)
+
+def _iuc_child(c, t0):
+    import torch
+    from trustnas_nb.iuc import IUCChain, caption_data
+    from trustnas_nb.captioning import build_captioner, beam_search
+    n = c['batch'] * (c['steps'] + 1)
+    data = caption_data(seed=0, n_labeled=n, n_unlabeled=n, n_val=n, n_test=c['batch'], image_size=max(12, c['image']), max_objects=2)
+    V = len(data['vocab'])
+    torch.manual_seed(0)
+    ef = build_captioner('search', 'lstm', vocab_size=V, C=c['C'], layers=c['layers'], n_nodes=c['nodes'], embed_dim=32, hidden=64)
+    w = build_captioner('cnn', 'lstm', vocab_size=V, embed_dim=32, hidden=64, cnn_width=16)
+    chain = IUCChain(ef, w, 'E', steps=data['max_len'] - 1)
+    lab, unl, val = data['labeled'], data['unlabeled'], data['val']
+    st = []
+    for i in range(c['steps']):
+        sl = slice(i * c['batch'], (i + 1) * c['batch'])
+        t = time.perf_counter()
+        chain.step((lab.x[sl], lab.tokens[sl]), unl.x[sl], (val.x[sl], val.tokens[sl]))
+        st.append(time.perf_counter() - t)
+    ef.eval()
+    x = data['test'].x
+    beam_search(ef, x[:2], beam=3, max_len=data['max_len'] - 1)          # warm-up
+    t = time.perf_counter(); seqs, _ = beam_search(ef, x, beam=3, max_len=data['max_len'] - 1); dt = time.perf_counter() - t
+    return dict(mode='iuc_e', steps=st, total_s=time.perf_counter() - t0, peak_rss=_peak_rss_bytes(),
+                supernet_params=sum(p.numel() for _, p in ef.named_weights()), threads=torch.get_num_threads(),
+                captions_per_s=len(seqs) / dt, caption_batch=len(seqs))
 
 def run_mode(a, mode):
     cfg = json.dumps({k: getattr(a, k) for k in ('C', 'layers', 'nodes', 'image', 'batch', 'steps', 'threads', 'dataset', 'space')})
@@ -168,6 +206,10 @@ def table(a, res) -> str:
            "is also the one where every level is due). One iteration = one `MLOProblem.step`: DARTS' w and α updates; LBG-NAS' "
            "updates of the GAM, the two experts' weights, and C with both A_k through the two unrolls (Algorithm 2), timed by "
            "`lbg.fit_lbg`; the LBG-NAS target is 1.3x two DARTS iterations, i.e. 2.6x in the ratio column." if a.suite == 'lbg' else
+           "is also the one where every level is due). One iteration = one `IUCChain.step`: E and F, then W on soft pseudo-captions "
+           "of unlabeled images, then the encoder's α through both unrolls (finite differences), timed by the driver; "
+           + ''.join(f"beam-3 decoding of the trained-from-scratch searchable captioner: {r['captions_per_s']:.1f} captions/s "
+                     f"(a batch of {r['caption_batch']} images)." for r in res if r.get('captions_per_s')) if a.suite == 'iuc' else
            "is also the one where every level is due). One iteration = one `MLOProblem.step` of the chain, timed by the driver; "
            "SANAS' levels are due on different iterations, so its cost is the mean over one period of its schedule "
            f"({a.steps - 1} iterations), DARTS' the mean of identical iterations.")

@@ -71,3 +71,16 @@ def test_random_recurrent_genotypes_are_valid_and_seeded():
     a, b = random_recurrent_genotype(5, 3), random_recurrent_genotype(5, 3)
     assert a == b and len(a.recurrent) == 5 and all(j <= i for i, (_, j) in enumerate(a.recurrent))
     assert len({repr(random_recurrent_genotype(5, s)) for s in range(6)}) > 1
+
+
+def test_iuc_benchmark_suite_runs_quick(tmp_path):
+    "benchmarks/bench_iteration.py --suite iuc at tiny sizes: both modes run, the table names the 2x target and a decoding rate."
+    import subprocess, sys
+    from pathlib import Path
+    bench = Path(__file__).resolve().parents[1]/'benchmarks'/'bench_iteration.py'
+    out = tmp_path/'iuc.md'
+    r = subprocess.run([sys.executable, str(bench), '--suite', 'iuc', '--quick', '--threads', '1', '--out', str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    md = out.read_text()
+    assert '| iuc_e |' in md and '≤ 2.0× time' in md and 'captions/s' in md and 'not run' not in md
