@@ -84,3 +84,16 @@ def test_iuc_benchmark_suite_runs_quick(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     md = out.read_text()
     assert '| iuc_e |' in md and '≤ 2.0× time' in md and 'captions/s' in md and 'not run' not in md
+
+
+def test_caption_data_reads_coco_with_the_karpathy_split(tmp_path):
+    "paper scale: COCO images + dataset_coco.json in the real layout; the unlabeled role withholds the training captions."
+    from trustnas_nb import loaders
+    loaders._write_coco_captions(tmp_path, n=3)
+    d = caption_data('coco_captions', seed=0, n_labeled=4, n_unlabeled=2, n_val=3, n_test=3, image_size=16, root=tmp_path)
+    assert [len(d[k]) for k in ('labeled', 'unlabeled', 'val', 'test')] == [4, 2, 3, 3]
+    assert d['labeled'].x.shape[1:] == (3, 16, 16) and d['labeled'].tokens.shape[:2] == (4, 5) and d['unlabeled'].tokens is None
+    v = d['vocab']
+    assert all(v.decode(d['test'].tokens[i, 0]) == ' '.join(v.tokenize(d['test'].captions[i][0])) for i in range(3))
+    with pytest.raises(ValueError, match='exceeds the 6 Karpathy training images'):
+        caption_data('coco_captions', n_labeled=5, n_unlabeled=2, root=tmp_path)

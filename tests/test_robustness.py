@@ -281,7 +281,8 @@ def test_jacobian_regularizer_value_matches_hoffman_estimate():
 def test_adversarial_training_raises_pgd_accuracy(net, digits):
     "Madry-style training (3-step PGD at eps 0.1 here, for speed) against the standard network: higher PGD accuracy."
     adv = _tiny()
-    train_robust(adv, _loader(), mode='adversarial', dataset='digits', adv_eps=0.1, adv_iters=3, **TRAIN)
+    # 5 epochs (the standard network gets 3): with 3 the gain at eps 0.1 was 4-10 points depending on the library versions
+    train_robust(adv, _loader(), mode='adversarial', dataset='digits', adv_eps=0.1, adv_iters=3, **{**TRAIN, 'epochs': 5})
     x, y = digits[0][:200], digits[1][:200]
     plan = {'pgd': dict(attack='pgd', iterations=10, eps=0.1, step=0.025)}
     a_std = robust_accuracy(net, x, y, plan, 'digits', progress=False)
