@@ -8,6 +8,7 @@ SCALE ?= cpu
 # two notebooks at a time on the 2-core machines this is budgeted for (one torch thread each); one at a time at paper scale (one GPU)
 JOBS ?= $(if $(filter paper,$(SCALE)),1,2)
 ONLY ?=
+PYTEST_WORKERS ?= 2
 # torch is pinned to the build this project is tested with; override e.g. TORCH_SPEC="torch torchvision"
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
@@ -38,8 +39,9 @@ reproduce: $(VENV)/.base-installed
 test: $(VENV)/.dev-installed
 	$(MAKE) --no-print-directory pytest nbtest
 
+# two pytest-xdist workers (one torch thread each, tests/conftest.py); the longest tests start first
 pytest: $(VENV)/.dev-installed
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=25
 
 # every notebook in nbs/ runs at its defaults; experiment notebooks run through papermill in pytest (ci scale)
 nbtest: $(VENV)/.dev-installed

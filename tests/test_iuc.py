@@ -67,6 +67,42 @@ def test_search_rows_and_cache_at_ci(tmp_path):
     with pytest.raises(ValueError, match='unknown ch3 eval setting'): ch3_run('lstm', data=data, epochz=3)
 
 
+def test_shared_warmup_changes_nothing_but_the_time(tmp_path):
+    "A search whose warm-up is loaded from the cache equals one that ran it, and the (λ, γ) searches share one warm-up."
+    data = caption_data(seed=0, **_cfg('ci', 'data'))
+    kw = dict(scale='ci', data=data, progress=False, warmup_epochs=1, max_steps=1)
+    plain = iuc_search('E', **kw)
+    first = iuc_search('E', cache_dir=tmp_path, **kw)
+    loaded = iuc_search('E', cache_dir=tmp_path, **kw)
+    for r in (first, loaded):
+        assert r.encoder == plain.encoder and r.samples == plain.samples
+        assert [h['loss_A'] for h in r.history] == pytest.approx([h['loss_A'] for h in plain.history], rel=1e-6)
+    import json
+    warm = sum(json.loads(f.read_text())['seconds'] for f in (tmp_path/'iuc_warmup').glob('*.json'))
+    assert loaded.seconds >= warm > 0                                  # a loaded warm-up still counts the seconds it took
+    iuc_search('E', lam=0.0, gamma=1.0, cache_dir=tmp_path, **kw)
+    iuc_search('D', cache_dir=tmp_path, **kw)
+    files = sorted(f.name.split('-')[0] for f in (tmp_path/'iuc_warmup').glob('*.pt'))
+    assert files == ['ef', 'ef', 'w']                                     # E and D's encoder-decoders, one predictive model
+    few = iuc_search('E', **dict(kw, n_labeled=8, max_steps=None, epochs=1))   # ci batch 16: one step on 8 images
+    assert len(few.history) == 1
+    with pytest.raises(ValueError, match='search n_labeled must be None .* got 0'): iuc_search('E', **dict(kw, n_labeled=0))
+
+
+def test_rows_of_the_same_run_are_reused(tmp_path):
+    "R/R is the random row's network and training: with reuse_rows it comes from the cache, relabelled, equal to a fresh run."
+    data = caption_data(seed=0, **_cfg('ci', 'data'))
+    rnd, _ = ch3_run('random', 0, 'ci', data=data, cache_dir=tmp_path)
+    fresh, ex = ch3_run('RR', 0, 'ci', data=data)
+    reused, ex2 = ch3_run('RR', 0, 'ci', data=data, cache_dir=tmp_path, reuse_rows=True)
+    assert 'model_xe' in ex and ex2.get('cached') and 'model_xe' not in ex2
+    assert reused[0]['method'] == fresh[0]['method'] == 'R/R' and reused[0]['kind'] == 'RR'
+    assert reused[0]['cider'] == pytest.approx(fresh[0]['cider']) == pytest.approx(rnd[0]['cider'])
+    # a run with an SCST row the cache does not have trains again (and then adds it)
+    again, ex3 = ch3_run('RR', 0, 'ci', data=data, cache_dir=tmp_path, reuse_rows=True, scst=True)
+    assert [r['training'] for r in again] == ['xe', 'cider'] and 'model_cider' in ex3
+
+
 def test_random_recurrent_genotypes_are_valid_and_seeded():
     a, b = random_recurrent_genotype(5, 3), random_recurrent_genotype(5, 3)
     assert a == b and len(a.recurrent) == 5 and all(j <= i for i, (_, j) in enumerate(a.recurrent))

@@ -96,7 +96,7 @@ def test_killed_run_keeps_written_tables_and_reruns(tmp_path):
 def test_every_experiment_notebook_runs_at_ci_scale(tmp_path):
     "A notebook that no longer runs fails CI: every experiment executes at ci scale and completes."
     nbs = discover()
-    res = reproduce(scale='ci', outputs_dir=tmp_path, progress=False, jobs=1)
+    res = reproduce(scale="ci", outputs_dir=tmp_path, progress=False, jobs=1)   # one thread under xdist (TRUSTNAS_THREADS, conftest)
     failed = [f'{r.notebook}: {r.reason}' for r in res if r.status != 'ran']
     assert not failed, failed
     for nb in nbs:

@@ -218,7 +218,7 @@ PRESETS: dict[str, dict[str, dict]] = {
                     text=dict(datasets=('sentiment',), K=2, C=8, layers=2, embed_dim=16, max_len=24)),
         'ch3': dict(seeds=(0,), lam_gammas=((0.0, 1.0), (1.0, 1.0)), bases=('darts_2nd', 'pcdarts'), scst_kinds=('att_lstm', 'iuc_e'),   # ch.3 (L1336-L1452)
                     data=dict(dataset='shapes_captions', n_labeled=48, n_unlabeled=32, n_val=24, n_test=24, image_size=12, max_objects=1),
-                    search=dict(epochs=1, batch_size=16, max_steps=2, C=2, layers=3, nodes=2, rnn_nodes=2, embed_dim=8, hidden=12, cnn_width=4,
+                    search=dict(epochs=1, batch_size=16, max_steps=2, n_labeled=None, C=2, layers=3, nodes=2, rnn_nodes=2, embed_dim=8, hidden=12, cnn_width=4,
                                 steps=None, tau=1.0, w_lr=0.025, momentum=0.9, w_wd=3e-4, a_lr=3e-4, a_wd=1e-3, warmup_epochs=1, warmup_lr=3e-3),
                     eval=dict(C=4, layers=3, embed_dim=8, hidden=16, cnn_width=8, epochs=1, lr=3e-3, batch_size=16, beam=3,
                               scst_epochs=1, scst_lr=5e-4, scst_samples=2)),
@@ -286,7 +286,7 @@ PRESETS: dict[str, dict[str, dict]] = {
                     text=dict(datasets=('sentiment', 'paraphrase_pairs', 'entailment_pairs'), K=4, C=8, layers=2, embed_dim=16, max_len=24)),
         'ch3': dict(seeds=(0, 1, 2), lam_gammas=((0.0, 1.0), (1.0, 1.0)), bases=('darts_2nd', 'pcdarts'), scst_kinds=('lstm', 'att_lstm', 'iuc_e', 'iuc_d'),
                     data=dict(dataset='shapes_captions', n_labeled=320, n_unlabeled=320, n_val=96, n_test=150, image_size=16, max_objects=2),
-                    search=dict(epochs=1, batch_size=32, max_steps=None, C=4, layers=3, nodes=3, rnn_nodes=3, embed_dim=16, hidden=32, cnn_width=8,
+                    search=dict(epochs=1, batch_size=32, max_steps=None, n_labeled=None, C=4, layers=3, nodes=3, rnn_nodes=3, embed_dim=16, hidden=32, cnn_width=8,
                                 steps=None, tau=1.0, w_lr=0.025, momentum=0.9, w_wd=3e-4, a_lr=3e-3, a_wd=1e-3, warmup_epochs=4, warmup_lr=4e-3),
                     eval=dict(C=8, layers=4, embed_dim=16, hidden=48, cnn_width=16, epochs=6, lr=4e-3, batch_size=32, beam=3,
                               scst_epochs=2, scst_lr=1e-4, scst_samples=4)),
@@ -349,7 +349,7 @@ PRESETS: dict[str, dict[str, dict]] = {
                     text=dict(datasets=('sst2', 'mrpc', 'qqp', 'mnli', 'qnli', 'rte'), K=4, C=32, layers=3, embed_dim=128, max_len=64)),   # L1147: K = 4
         'ch3': dict(seeds=tuple(range(3)), lam_gammas=((0.0, 1.0), (1.0, 1.0)), bases=('darts_2nd', 'pcdarts'), scst_kinds=('lstm', 'att_lstm', 'iuc_e', 'iuc_d'),   # L1336-L1377
                     data=dict(dataset='coco_captions', n_labeled=113287, n_unlabeled=123000, n_val=5000, n_test=5000, image_size=224, max_objects=None),
-                    search=dict(epochs=50, batch_size=128, max_steps=None, C=16, layers=8, nodes=7, rnn_nodes=12, embed_dim=512, hidden=512, cnn_width=64,
+                    search=dict(epochs=50, batch_size=128, max_steps=None, n_labeled=None, C=16, layers=8, nodes=7, rnn_nodes=12, embed_dim=512, hidden=512, cnn_width=64,
                                 steps=None, tau=1.0, w_lr=0.025, momentum=0.9, w_wd=3e-4, a_lr=3e-4, a_wd=1e-3, warmup_epochs=10, warmup_lr=2e-4),
                     eval=dict(C=36, layers=14, embed_dim=512, hidden=1024, cnn_width=64, epochs=100, lr=2e-4, batch_size=128, beam=3,
                               scst_epochs=100, scst_lr=1e-5, scst_samples=5)),
