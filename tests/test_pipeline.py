@@ -128,9 +128,9 @@ def test_every_experiment_notebook_runs_at_ci_scale(tmp_path):
                                 'figures/cells_lbg_darts.png'],
            'table2_11_lbg_text': ['tables/table2_11.csv', 'figures/table2_11.png']}
     # chapter 3: Tables 3.2-3.6, Figure 3.3, the searched cells (convolutional and recurrent)
-    ch3 = {'table3_2_iuc': ['tables/table3_2.csv', 'tables/table3_3.csv', 'tables/table3_5.csv', 'figures/table3_2.png',
+    ch3 = {'table3_2_iuc': ['tables/table3_2.csv', 'tables/table3_3.csv', 'tables/table3_6.csv', 'figures/table3_2.png',
                             'figures/figure3_3.png', 'figures/cells_iuc_e.png', 'figures/cells_iuc_d.png', 'tables/search_captions_iuc_e.csv'],
-           'table3_4_iuc_ablations': ['tables/table3_4.csv', 'tables/table3_6.csv', 'figures/table3_4.png']}
+           'table3_4_iuc_ablations': ['tables/table3_4.csv', 'tables/table3_5.csv', 'figures/table3_4.png', 'figures/table3_5.png']}
     report = (tmp_path/'REPORT.md').read_text()
     assert 'Claims at `ci` scale' in report
     for stem, files in {**ch1, **ch4, **ch2, **ch3}.items():

@@ -286,7 +286,7 @@ PRESETS: dict[str, dict[str, dict]] = {
                     text=dict(datasets=('sentiment', 'paraphrase_pairs', 'entailment_pairs'), K=4, C=8, layers=2, embed_dim=16, max_len=24)),
         'ch3': dict(seeds=(0, 1, 2), lam_gammas=((0.0, 1.0), (1.0, 1.0)), bases=('darts_2nd', 'pcdarts'), scst_kinds=('lstm', 'att_lstm', 'iuc_e', 'iuc_d'),
                     data=dict(dataset='shapes_captions', n_labeled=320, n_unlabeled=320, n_val=96, n_test=150, image_size=16, max_objects=2),
-                    search=dict(epochs=1, batch_size=32, max_steps=None, n_labeled=None, C=4, layers=3, nodes=3, rnn_nodes=3, embed_dim=16, hidden=32, cnn_width=8,
+                    search=dict(epochs=1, batch_size=32, max_steps=None, n_labeled=160, C=4, layers=3, nodes=3, rnn_nodes=3, embed_dim=16, hidden=32, cnn_width=8,
                                 steps=None, tau=1.0, w_lr=0.025, momentum=0.9, w_wd=3e-4, a_lr=3e-3, a_wd=1e-3, warmup_epochs=4, warmup_lr=4e-3),
                     eval=dict(C=8, layers=4, embed_dim=16, hidden=48, cnn_width=16, epochs=6, lr=4e-3, batch_size=32, beam=3,
                               scst_epochs=2, scst_lr=1e-4, scst_samples=4)),
