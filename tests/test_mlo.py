@@ -379,3 +379,22 @@ def test_explicit_update_order():
     assert prob.step()['updated'] == ['L3', 'L0', 'L1', 'L2'] and seen == ['L3', 'L0', 'L1', 'L2']
     with pytest.raises(ValueError, match='must name every level exactly once'):
         MLOProblem(ch, order=('L3', 'L0'))
+
+
+def test_plot_levels_draws_one_box_per_level_and_checks_its_notes():
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+    from trustnas_nb.mlo import plot_levels
+    w = torch.zeros(3, requires_grad=True)
+    lv = [Level('w', {'w': w}, lambda P, b: (P['w']['w'] ** 2).sum(), torch.optim.SGD([w], lr=0.1)),
+          Level('d', {'d': torch.zeros(2, requires_grad=True)}, lambda P, b: (P['d']['d'] ** 2).sum(), maximize=True, every=3),
+          Level('a', {'a': torch.zeros(4, requires_grad=True)}, lambda P, b: (P['a']['a'] ** 2).sum())]
+    ax = plot_levels(lv, notes={'a': 'validation loss'})
+    assert sum(isinstance(p, FancyBboxPatch) for p in ax.patches) == 3
+    texts = ' | '.join(t.get_text() for t in ax.texts)
+    assert "level 'w'" in texts and 'SGD, lr 0.1' in texts and 'maximizes' in texts and 'every 3 steps' in texts
+    assert 'validation loss' in texts and texts.count('hypergradient') == 2
+    with pytest.raises(ValueError, match=r"notes for unknown level\(s\) \['x'\]"): plot_levels(lv, notes={'x': '?'})
+    with pytest.raises(ValueError, match='non-empty sequence of Level'): plot_levels([])
+    plt.close('all')
