@@ -25,3 +25,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+@pytest.fixture
+def bench_quick(tmp_path):
+    """Runs `benchmarks/bench_iteration.py --suite SUITE --quick` (tiny sizes, one thread) in its own process, asserts it
+    succeeded, and returns its markdown results table."""
+    import subprocess, sys
+    from pathlib import Path
+    bench = Path(__file__).resolve().parents[1]/'benchmarks'/'bench_iteration.py'
+    def run(suite: str) -> str:
+        out = tmp_path/f'{suite}.md'
+        r = subprocess.run([sys.executable, str(bench), '--suite', suite, '--quick', '--threads', '1', '--out', str(out)],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return out.read_text()
+    return run

@@ -109,16 +109,9 @@ def test_random_recurrent_genotypes_are_valid_and_seeded():
     assert len({repr(random_recurrent_genotype(5, s)) for s in range(6)}) > 1
 
 
-def test_iuc_benchmark_suite_runs_quick(tmp_path):
+def test_iuc_benchmark_suite_runs_quick(bench_quick):
     "benchmarks/bench_iteration.py --suite iuc at tiny sizes: both modes run, the table names the 2x target and a decoding rate."
-    import subprocess, sys
-    from pathlib import Path
-    bench = Path(__file__).resolve().parents[1]/'benchmarks'/'bench_iteration.py'
-    out = tmp_path/'iuc.md'
-    r = subprocess.run([sys.executable, str(bench), '--suite', 'iuc', '--quick', '--threads', '1', '--out', str(out)],
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    md = out.read_text()
+    md = bench_quick('iuc')
     assert '| iuc_e |' in md and '≤ 2.0× time' in md and 'captions/s' in md and 'not run' not in md
 
 

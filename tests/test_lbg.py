@@ -198,16 +198,9 @@ def test_nas_rows_search_on_one_dataset_and_evaluate_on_another(tmp_path):
     assert list((tmp_path/'search').glob('*.json'))
 
 
-def test_lbg_benchmark_suite_runs_quick(tmp_path):
+def test_lbg_benchmark_suite_runs_quick(bench_quick):
     "benchmarks/bench_iteration.py --suite lbg at tiny sizes: both modes run and the table names the 2.6x target."
-    import subprocess, sys
-    from pathlib import Path
-    bench = Path(__file__).resolve().parents[1]/'benchmarks'/'bench_iteration.py'
-    out = tmp_path/'lbg.md'
-    r = subprocess.run([sys.executable, str(bench), '--suite', 'lbg', '--quick', '--threads', '1', '--out', str(out)],
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    md = out.read_text()
+    md = bench_quick('lbg')
     assert '| lbg_darts2nd |' in md and '≤ 2.6× time' in md and 'not run' not in md
 
 
