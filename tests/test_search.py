@@ -80,3 +80,71 @@ def test_search_reads_a_real_dataset_from_the_data_root(tmp_path, monkeypatch):
     r = run_search('darts_1st', 'darts', scale='ci', seed=0, progress=False, **{**TINY, 'dataset': 'cifar10', 'image_size': 32,
                                                                                  'n_train': 8, 'n_val': 8, 'batch_size': 4})
     validate_genotype(r.genotype, get_space('darts', TINY['nodes']))
+
+# ---- plug-ins of the one driver (seeds 003/004): SearchExtension hooks and drivers ----
+from trustnas_nb.search import SearchExtension, Method, register_extension, register_driver, EXTENSIONS, DRIVERS, SearchResult
+
+class _Recorder(SearchExtension):
+    "Records every hook call; optionally swaps α's optimizer for plain SGD and overrides the genotype."
+    def __init__(self, method, ctx, opts):
+        super().__init__(method, ctx, opts); self.calls = []
+    def arch_optimizer(self, params, lr, betas, weight_decay):
+        self.calls.append('arch_optimizer')
+        return torch.optim.SGD(params, lr=self.opts['sgd_lr']) if 'sgd_lr' in self.opts else None
+    def w_loss(self, base, Pm, batch): self.calls.append('w_loss'); return base(Pm, batch)
+    def a_loss(self, base, Pm, batch): self.calls.append('a_loss'); return base(Pm, batch)
+    def before_step(self, step, epoch, bt, bv): self.calls.append(('before', step))
+    def after_step(self, step, epoch, bt, bv, info): self.calls.append(('after', step, sorted(info['loss'])))
+    def epoch_end(self, epoch): return dict(recorded=len(self.calls))
+    def genotype(self, net): return get_genotype('DARTS_V2') if self.opts.get('fixed') else None
+
+@pytest.fixture
+def recorder():
+    register_extension('_recorder', _Recorder)
+    yield Method('_rec', 'recorder', 'first_order', extension='_recorder')
+    EXTENSIONS.pop('_recorder', None)
+
+def test_extension_hooks_run_in_order_and_change_the_search(recorder):
+    r = run_search(recorder, scale='ci', seed=0, progress=False, **TINY)
+    # the recorder is attached to the search log through epoch_end; its calls: optimizer once, then per step
+    # before -> w_loss (lower level) -> a_loss (upper level) -> after
+    assert r.history[-1]['recorded'] > 0
+    plain = run_search('darts_1st', scale='ci', seed=0, progress=False, **TINY)
+    assert r.genotype == plain.genotype and r.alphas.keys() == plain.alphas.keys()     # all hooks at their defaults: same search
+    for k in plain.alphas: assert torch.allclose(torch.as_tensor(r.alphas[k]), torch.as_tensor(plain.alphas[k]))
+    sgd = run_search(recorder, scale='ci', seed=0, progress=False, extension=dict(sgd_lr=50.0), **TINY)
+    assert any(not torch.allclose(torch.as_tensor(sgd.alphas[k]), torch.as_tensor(plain.alphas[k])) for k in plain.alphas)
+    fixed = run_search(recorder, scale='ci', seed=0, progress=False, extension=dict(fixed=True), **TINY)
+    assert fixed.genotype == get_genotype('DARTS_V2')
+
+def test_extension_call_sequence(recorder, monkeypatch):
+    seen = {}
+    orig = _Recorder.__init__
+    def init(self, *a): orig(self, *a); seen['ext'] = self
+    monkeypatch.setattr(_Recorder, '__init__', init)
+    run_search(recorder, scale='ci', seed=0, progress=False, **TINY)
+    calls = seen['ext'].calls
+    assert calls[0] == 'arch_optimizer'
+    steps = [c for c in calls if isinstance(c, tuple)]
+    assert steps == [('before', 0), ('after', 0, ['alpha', 'w']), ('before', 1), ('after', 1, ['alpha', 'w'])]
+    i0, i1 = calls.index(('before', 0)), calls.index(('after', 0, ['alpha', 'w']))
+    assert {'w_loss', 'a_loss'} <= set(calls[i0:i1])
+
+def test_driver_dispatch_and_option_errors(recorder):
+    got = {}
+    def fake(space, scale='ci', seed=0, device='cpu', progress=True, method=None, options=None, **overrides):
+        got.update(space=space, scale=scale, seed=seed, method=method.name, options=options, overrides=overrides)
+        return SearchResult(method.name, 'darts', seed, get_genotype('DARTS_V2'))
+    register_driver('_fake', fake)
+    try:
+        r = run_search(Method('_drv', 'driver', driver='_fake'), 'darts', scale='ci', seed=3, progress=False,
+                       extension=dict(beta=2.0), n_train=64)
+        assert r.genotype == get_genotype('DARTS_V2')
+        assert got == dict(space='darts', scale='ci', seed=3, method='_drv', options=dict(beta=2.0), overrides=dict(n_train=64))
+    finally: DRIVERS.pop('_fake')
+    with pytest.raises(ValueError, match="extension= applies to the methods of seeds 003/004 only, not to 'darts_1st'"):
+        run_search('darts_1st', scale='ci', progress=False, extension=dict(T=1.0))
+    with pytest.raises(ValueError, match="unknown search extension 'nope'"):
+        run_search(Method('_x', 'x', extension='nope'), scale='ci', progress=False, **TINY)
+    with pytest.raises(ValueError, match="unknown search driver 'nope'"):
+        run_search(Method('_y', 'y', driver='nope'), scale='ci', progress=False)

@@ -228,6 +228,7 @@ PRESETS: dict[str, dict[str, dict]] = {
                          map_bases=('darts2nd',), n_maps=4,
                          search=dict(n_train=32, n_val=32, batch_size=16, epochs=1, max_steps=1, C=4, layers=3, nodes=2),
                          eval=dict(C=4, layers=3, epochs=2, n_train=64, n_test=64, batch_size=32, max_steps=2, lr=0.05, auxiliary=False, cutout=0, drop_path=0.0)),
+        # -- ci: seeds 003/004 groups --
     },
     'cpu': {
         'pcdarts': dict(pc_k=2, warmup_epochs=1, w_lr=0.1, a_lr=6e-4, batch_size=64),
@@ -296,6 +297,7 @@ PRESETS: dict[str, dict[str, dict]] = {
                          baselines=('densenet40',), map_bases=('darts2nd',), n_maps=6,   # DenseNet101, VGG-13/16, ResNet-50/101: paper only (~10-20 s each here)
                          search=dict(n_train=192, n_val=192, batch_size=32, epochs=3, max_steps=None, C=4, layers=3, nodes=2),   # 3 epochs: PC-DARTS' cpu warm-up is 1, then A moves
                          eval=dict(C=8, layers=2, epochs=15, n_train=768, n_test=240, batch_size=64, max_steps=None, lr=0.1, auxiliary=False, cutout=0, drop_path=0.0)),   # < 15 epochs: near chance
+        # -- cpu: seeds 003/004 groups --
     },
     'paper': {
         'pcdarts': dict(pc_k=4, warmup_epochs=15, w_lr=0.1, a_lr=6e-4, batch_size=256),
@@ -361,6 +363,7 @@ PRESETS: dict[str, dict[str, dict]] = {
                          search=dict(n_train=1435, n_val=1435, n_test=394, batch_size=64, epochs=50, w_lr=0.025, w_momentum=0.9, w_wd=3e-4, max_steps=None, C=16, layers=8, nodes=4),
                          # L1850: 12 cells, 36 channels, bs 96; epochs: 600 (the chapter's L1514), not L1850's 3000 (see nbs/44_brain.ipynb)
                          eval=dict(C=36, layers=12, epochs=600, n_train=2870, n_test=394, batch_size=96, max_steps=None, lr=0.025, auxiliary=True, cutout=16, drop_path=0.2)),
+        # -- paper: seeds 003/004 groups --
     },
 }
 
