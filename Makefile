@@ -14,7 +14,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: reproduce test pytest nbtest nb venv dev bench bench-bounds bench-dsrna bench-sanas bench-text bench-lbg bench-iuc clean-outputs
+.PHONY: reproduce test pytest nbtest nb venv dev bench bench-bounds bench-dsrna bench-sanas bench-text bench-lbg bench-iuc bench-seeds clean-outputs
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,10 @@ bench-lbg: $(VENV)/.base-installed
 # one IUC-E search iteration against second-order DARTS on the same encoder supernet, and beam-3 captions per second; results in benchmarks/results_iuc.md
 bench-iuc: $(VENV)/.base-installed
 	$(PY) benchmarks/bench_iteration.py --suite iuc
+
+# the neighbouring methods of seeds 003/004 (issue 18) against second-order DARTS (run alone)
+bench-seeds: $(VENV)/.base-installed
+	$(PY) benchmarks/bench_iteration.py --suite seeds
 
 clean-outputs:
 	rm -rf outputs/ci outputs/cpu outputs/paper outputs/REPORT.md

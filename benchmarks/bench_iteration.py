@@ -12,6 +12,10 @@
 * `--suite iuc` (thesis ch.3): one IUC-E search iteration (Algorithm 3: encoder-decoder, the predictive captioner on
   soft pseudo-captions, the encoder's α through both unrolls) against one second-order DARTS iteration of the same
   encoder supernet; target 2x time and memory; and captions decoded per second with beam 3, results_iuc.md.
+* `--suite seeds` (issue 18, seeds 003/004): one search iteration of each neighbouring method (CDARTS, ICDARTS, DARTS
+  with the latency penalty, iDARTS, BaLeNAS; the single-path drivers NSAS and EN2AS: one supernet step) against one
+  second-order DARTS iteration, at the `paper` presets of each method on a smaller supernet than DARTS' (C=16, 5 cells,
+  16x16 inputs, batch 32), results_seeds.md. No targets: the seeds give GPU-days on other hardware (in the table).
 
 The DSRNA suite:
 
@@ -69,6 +73,12 @@ SUITES = {   # modes, time targets (x DARTS 2nd), memory target, iterations, sta
                 thesis='The thesis gives no search cost for IUC. Target (the issue): one IUC-E iteration within 2x one DARTS (2nd) '
                        'iteration of the same encoder supernet, memory within 2x; the decoders (attention LSTM, embedding 32, '
                        'hidden 64, captions of the embedded shapes scenes, 23 steps) are small beside the 8-cell encoder.'),
+    'seeds': dict(modes=('darts_2nd', 'cdarts', 'icdarts', 'darts_latency', 'idarts', 'balenas', 'nsas', 'en2as'), targets={},
+                  mem=2.0, steps=4, stat='median', title='Neighbouring methods (seeds 003/004): search-iteration benchmark',
+                  full=dict(C=16, layers=5, nodes=4, image=16, batch=32),
+                  thesis='The seeds report search costs on their own GPUs (003: ICDARTS, Tables 3.2-3.7; 004: EN2AS 0.1, NSAS 0.3-0.4, '
+                         'BaLeNAS 0.6, iDARTS 0.4-0.6 GPU-days, Tables 2.1, 3.1, 5.1, 6.1), not per-iteration ratios; ours are measured '
+                         'here, one process per method, in the same run.'),
 }
 MODES = tuple(dict.fromkeys(m for S in SUITES.values() for m in S['modes']))
 FULL = dict(C=16, layers=8, nodes=4, image=32, batch=64)
@@ -129,7 +139,9 @@ def child(mode, c):
         import trustnas_nb.core as core      # the paper preset's PC-DARTS warm-up would freeze α for the whole epoch
         core.PRESETS['paper']['pcdarts'] = dict(core.PRESETS['paper']['pcdarts'], warmup_epochs=0, batch_size=c['batch'])
     r = run_search(mode, c.get('space', 'darts'), scale='paper', seed=0, progress=False, **over, **kw)
-    st = r.history[-1]['step_seconds']
+    # a DARTS-loop method logs its iterations in the epoch's row; a driver (single-path one-shot) in every row that has them
+    st = r.history[-1]['step_seconds'] if 'step_seconds' in r.history[-1] else [s for h in r.history for s in h.get('step_seconds', [])]
+    if len(st) < 2: raise SystemExit(f'{mode}: the search logged {len(st)} per-iteration times (step_seconds); need >= 2')
     res = dict(mode=mode, steps=st, total_s=time.perf_counter() - t0, peak_rss=_peak_rss_bytes(),
                supernet_params=r.supernet_params, threads=torch.get_num_threads())
     from trustnas_nb.core import preset
@@ -210,6 +222,10 @@ def table(a, res) -> str:
            "of unlabeled images, then the encoder's α through both unrolls (finite differences), timed by the driver; "
            + ''.join(f"beam-3 decoding of the trained-from-scratch searchable captioner: {r['captions_per_s']:.1f} captions/s "
                      f"(a batch of {r['caption_batch']} images)." for r in res if r.get('captions_per_s')) if a.suite == 'iuc' else
+           "is also the one where every level is due). One iteration = one `MLOProblem.step` (w and α updates) of the DARTS loop "
+           "with the method's `SearchExtension` (ICDARTS: + the intermediate evaluation network's update, and its rebuild when due; "
+           "iDARTS: the Neumann hypergradient; BaLeNAS: VAdam and the sampled α); for the single-path drivers one supernet step; "
+           "timed by the driver." if a.suite == 'seeds' else
            "is also the one where every level is due). One iteration = one `MLOProblem.step` of the chain, timed by the driver; "
            "SANAS' levels are due on different iterations, so its cost is the mean over one period of its schedule "
            f"({a.steps - 1} iterations), DARTS' the mean of identical iterations.")

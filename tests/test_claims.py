@@ -150,3 +150,15 @@ def test_report_without_claims(tmp_path):
     assert '## Claims' not in write_report(tmp_path).read_text()             # nothing run: no Claims section
     (tmp_path/'ci'/'exp').mkdir(parents=True)
     assert 'No experiment has recorded thesis claims yet' in write_report(tmp_path).read_text()
+
+def test_report_has_one_section_per_source_document(tmp_path):
+    "The thesis' experiments first, then each neighbouring seed's (s002_/s003_/s004_ notebooks), each under its own heading."
+    for name in ('s004_table6_1_x', 'table1_1_x', 's003_table3_2_y', 'table4_1_z', 's004_table2_1_w'):
+        _fake_experiment(tmp_path, 'cpu', name, ['holds'])
+    rep = write_report(tmp_path).read_text()
+    body = rep[rep.index('## Scale `cpu`'):]
+    heads = [l for l in body.splitlines() if l.startswith(('### The thesis', '### Seed'))]
+    assert [h.split(':')[0] for h in heads] == ['### The thesis', '### Seed 003', '### Seed 004']
+    order = [body.index(f'#### {n}') for n in ('table1_1_x', 'table4_1_z', 's003_table3_2_y', 's004_table2_1_w', 's004_table6_1_x')]
+    assert order == sorted(order)
+    assert body.index('### Seed 003') < body.index('#### s003_table3_2_y') < body.index('### Seed 004')
