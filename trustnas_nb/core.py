@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 # %% auto #0
 __all__ = ['SCALES', 'PRESETS', 'SettingsError', 'Settings', 'find_settings_file', 'load_settings', 'seed_everything',
            'derive_seed', 'get_device', 'set_threads', 'device_name', 'Preset', 'preset', 'atomic_write', 'git_commit',
-           'make_stamp', 'df_to_markdown', 'write_table', 'save_figure', 'Outputs']
+           'make_stamp', 'df_to_markdown', 'write_table', 'save_figure', 'progress_to', 'progress', 'Outputs']
 
 # %% ../nbs/00_core.ipynb #c2b8d05d
 class SettingsError(ValueError):
@@ -228,6 +228,13 @@ PRESETS: dict[str, dict[str, dict]] = {
                          map_bases=('darts2nd',), n_maps=4,
                          search=dict(n_train=32, n_val=32, batch_size=16, epochs=1, max_steps=1, C=4, layers=3, nodes=2),
                          eval=dict(C=4, layers=3, epochs=2, n_train=64, n_test=64, batch_size=32, max_steps=2, lr=0.05, auxiliary=False, cutout=0, drop_path=0.0)),
+        'cdarts': dict(T=2.0, lam=1.0, S_U=2, S_E=1, pretrain_steps=1, eval_C=4, eval_layers=3, zero=None, route=None, e_lr=None, a_wd=None),  # <cdarts>
+        'icdarts': dict(T=2.0, lam=1.0, S_U=2, S_E=1, pretrain_steps=1, eval_C=4, eval_layers=3, zero=None, route=None, e_lr=None, a_wd=None),  # <icdarts>
+        's003_ch3': dict(seeds=(0,), search=dict(), cyclic=dict(S_U=1, S_E=1, pretrain_steps=1), eval=dict(), icdarts_zero=('V0', 'V1', 'V2', 'V3', 'V4'), cdarts_zero=('V1',), routes=('A1', 'B1', 'A2', 'B2'), random_zero=('V1',)),  # <s003_ch3>
+        'nsas': dict(variant='random', M=None, beta=None, k_nsas=None, recent=20, n_greedy=None, selection=None, n_candidates=8, population=4, tournament=2, val_batches=1, tau=(10.0, 0.1), probe_every=0, horizon=0, n_fixed=0, probe_size=128, probe_after=0.0),  # <nsas>
+        'en2as': dict(sampler='novelty', S=10, n=10, sigma=0.5, gamma=0.1, k=5, selection='ea', n_candidates=8, population=4, tournament=2, val_batches=1, probe_every=0, horizon=0, n_fixed=0, probe_size=128, probe_after=0.0),  # <en2as>
+        's004_ch2': dict(seeds=(0,), spaces=('darts', 'nb201'), dataset='objects10', image_size=8, selection='ea', search=dict(dataset='objects10', image_size=8, n_train=128, n_val=64, batch_size=32, C=4, layers=3, nodes=2, epochs=2, max_steps=None), nb201_layers=5, eval=dict(C=4, layers=3, epochs=1, n_train=128, batch_size=64, max_steps=None, auxiliary=False, cutout=0, drop_path=0.0), nb201_eval=dict(layers=1)),  # <s004_ch2>
+        's004_ch3': dict(seeds=(0,), space='darts', methods=('randomnas', 'randomnas_nsas', 'gdas', 'gdas_nsas'), dataset='objects10', image_size=8, search=dict(dataset='objects10', image_size=8, n_train=128, n_val=64, batch_size=32, C=4, layers=3, nodes=2, epochs=2, max_steps=None), eval=dict(C=4, layers=3, epochs=1, n_train=128, batch_size=64, max_steps=None, auxiliary=False, cutout=0, drop_path=0.0), probe=dict(probe_every=2, horizon=3, n_fixed=3, probe_after=0.25)),  # <s004_ch3>
         # -- ci: seeds 003/004 groups --
     },
     'cpu': {
@@ -297,6 +304,13 @@ PRESETS: dict[str, dict[str, dict]] = {
                          baselines=('densenet40',), map_bases=('darts2nd',), n_maps=6,   # DenseNet101, VGG-13/16, ResNet-50/101: paper only (~10-20 s each here)
                          search=dict(n_train=192, n_val=192, batch_size=32, epochs=3, max_steps=None, C=4, layers=3, nodes=2),   # 3 epochs: PC-DARTS' cpu warm-up is 1, then A moves
                          eval=dict(C=8, layers=2, epochs=15, n_train=768, n_test=240, batch_size=64, max_steps=None, lr=0.1, auxiliary=False, cutout=0, drop_path=0.0)),   # < 15 epochs: near chance
+        'cdarts': dict(T=2.0, lam=1.0, S_U=4, S_E=2, pretrain_steps=4, eval_C=8, eval_layers=5, zero=None, route=None, e_lr=None, a_wd=None),  # <cdarts>
+        'icdarts': dict(T=2.0, lam=1.0, S_U=4, S_E=2, pretrain_steps=4, eval_C=8, eval_layers=5, zero=None, route=None, e_lr=None, a_wd=None),  # <icdarts>
+        's003_ch3': dict(seeds=(0, 1, 2), search=dict(n_train=96, n_val=96, batch_size=32, C=4, layers=3, nodes=2, epochs=3), cyclic=dict(S_U=3, S_E=2, pretrain_steps=3, eval_C=4, eval_layers=3), eval=dict(C=8, layers=3, epochs=4, n_train=600, batch_size=64), icdarts_zero=('V0', 'V1', 'V2', 'V3', 'V4'), cdarts_zero=('V1',), routes=(), random_zero=('V1',)),  # <s003_ch3>
+        'nsas': dict(variant='random', M=None, beta=None, k_nsas=None, recent=20, n_greedy=None, selection=None, n_candidates=20, population=5, tournament=3, val_batches=2, tau=(10.0, 0.1), probe_every=0, horizon=0, n_fixed=0, probe_size=256, probe_after=0.0),  # <nsas>
+        'en2as': dict(sampler='novelty', S=10, n=10, sigma=0.5, gamma=0.1, k=5, selection='ea', n_candidates=20, population=5, tournament=3, val_batches=2, probe_every=0, horizon=0, n_fixed=0, probe_size=256, probe_after=0.0),  # <en2as>
+        's004_ch2': dict(seeds=(0, 1, 2), spaces=('darts', 'nb201'), dataset='objects10', image_size=8, selection='ea', search=dict(dataset='objects10', image_size=8, n_train=256, n_val=128, batch_size=32, C=4, layers=3, nodes=3, epochs=4, max_steps=None), nb201_layers=5, eval=dict(C=8, layers=3, epochs=8, n_train=768, batch_size=64, lr=0.05, max_steps=None, auxiliary=False, cutout=0, drop_path=0.0), nb201_eval=dict(layers=1)),  # <s004_ch2>
+        's004_ch3': dict(seeds=(0, 1, 2), space='darts', methods=('randomnas', 'randomnas_nsas', 'gdas', 'gdas_nsas'), dataset='objects10', image_size=8, search=dict(dataset='objects10', image_size=8, n_train=256, n_val=128, batch_size=32, C=4, layers=3, nodes=3, epochs=4, max_steps=None), eval=dict(C=8, layers=3, epochs=8, n_train=768, batch_size=64, lr=0.05, max_steps=None, auxiliary=False, cutout=0, drop_path=0.0), probe=dict(probe_every=2, horizon=6, n_fixed=3, probe_after=0.25)),  # <s004_ch3>
         # -- cpu: seeds 003/004 groups --
     },
     'paper': {
@@ -363,6 +377,13 @@ PRESETS: dict[str, dict[str, dict]] = {
                          search=dict(n_train=1435, n_val=1435, n_test=394, batch_size=64, epochs=50, w_lr=0.025, w_momentum=0.9, w_wd=3e-4, max_steps=None, C=16, layers=8, nodes=4),
                          # L1850: 12 cells, 36 channels, bs 96; epochs: 600 (the chapter's L1514), not L1850's 3000 (see nbs/44_brain.ipynb)
                          eval=dict(C=36, layers=12, epochs=600, n_train=2870, n_test=394, batch_size=96, max_steps=None, lr=0.025, auxiliary=True, cutout=16, drop_path=0.2)),
+        'cdarts': dict(T=2.0, lam=1.0, S_U=390, S_E=390, pretrain_steps=780, eval_C=36, eval_layers=20, zero=None, route=None, e_lr=0.08, a_wd=0.0),  # <cdarts>
+        'icdarts': dict(T=2.0, lam=1.0, S_U=390, S_E=390, pretrain_steps=780, eval_C=36, eval_layers=20, zero=None, route=None, e_lr=0.08, a_wd=0.0),  # <icdarts>
+        's003_ch3': dict(seeds=(0, 1, 2, 3, 4, 5, 6, 7), search=dict(epochs=30, w_lr=0.08, batch_size=64), cyclic=dict(), eval=dict(epochs=600, batch_size=128, lr=0.025, drop_path=0.3, cutout=16, auxiliary=True), icdarts_zero=('V0', 'V1', 'V2', 'V3', 'V4'), cdarts_zero=('V0', 'V1', 'V2', 'V3', 'V4'), routes=('A1', 'B1', 'A2', 'B2'), random_zero=('V0', 'V1', 'V2', 'V3', 'V4')),  # <s003_ch3>
+        'nsas': dict(variant='random', M=None, beta=None, k_nsas=None, recent=20, n_greedy=None, selection=None, n_candidates=1000, population=50, tournament=10, val_batches=50, tau=(10.0, 0.1), probe_every=0, horizon=0, n_fixed=0, probe_size=1024, probe_after=0.0),  # <nsas>
+        'en2as': dict(sampler='novelty', S=10, n=10, sigma=0.5, gamma=0.1, k=5, selection='ea', n_candidates=1000, population=50, tournament=10, val_batches=50, probe_every=0, horizon=0, n_fixed=0, probe_size=1024, probe_after=0.0),  # <en2as>
+        's004_ch2': dict(seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9), spaces=('darts', 'nb201'), dataset='cifar10', image_size=32, selection='ea', search=dict(), nb201_layers=15, eval=dict(), nb201_eval=dict(C=16, layers=5, auxiliary=False)),  # <s004_ch2>
+        's004_ch3': dict(seeds=(0, 1, 100, 101), space='darts', methods=('randomnas', 'randomnas_nsas', 'gdas', 'gdas_nsas'), dataset='cifar10', image_size=32, search=dict(), eval=dict(), probe=dict(probe_every=50, horizon=200, n_fixed=4, probe_after=0.25)),  # <s004_ch3>
         # -- paper: seeds 003/004 groups --
     },
 }
@@ -455,6 +476,32 @@ def save_figure(fig, path: str | Path, stamp: Mapping, title: str | None = None,
     mp = atomic_write(path.with_suffix('.meta.json'), json.dumps(dict(kind='figure', title=title, files=[png.name], **stamp), indent=1))
     return [png, mp]
 
+# %% ../nbs/00_core.ipynb #prog0code
+_PROGRESS: dict = dict(path=None, last=0.0, what=None)
+
+def progress_to(path: str | Path | None) -> None:
+    "Send `progress` events to `path` (JSON lines, started afresh), or nowhere (`None`)."
+    _PROGRESS.update(path=None if path is None else Path(path), last=0.0, what=None)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True); Path(path).write_text('')
+
+def progress(what: str, done: int | None = None, total: int | None = None, every: float = 1.0, force: bool = False, **fields) -> None:
+    """Record where a long run is (`what`, `done` of `total`, extra fields such as seed=, method=) in the file set by
+    `progress_to`; throttled per `what` to one event per `every` seconds (first, last and `force` events always pass)."""
+    p = _PROGRESS['path']
+    if p is None: return
+    now = time.time()
+    last = done is not None and total is not None and done >= total
+    if not (force or last or what != _PROGRESS['what'] or now - _PROGRESS['last'] >= every): return
+    _PROGRESS.update(last=now, what=what)
+    ev = dict(t=round(now, 3), what=str(what))
+    if done is not None: ev['done'] = int(done)
+    if total is not None: ev['total'] = int(total)
+    ev.update(fields)
+    try:
+        with open(p, 'a') as f: f.write(json.dumps(ev, default=str) + '\n')
+    except OSError: pass                      # progress is best effort: it never fails a run
+
 # %% ../nbs/00_core.ipynb #68f6fe63
 class Outputs:
     "The output directory of one experiment run: stamped, atomic tables and figures, and a completion manifest."
@@ -465,6 +512,7 @@ class Outputs:
         self.t0, self.written = time.perf_counter(), []
         (self.dir/'tables').mkdir(parents=True, exist_ok=True); (self.dir/'figures').mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError): (self.dir/'manifest.json').unlink()  # a rerun is incomplete until finish()
+        progress_to(self.dir/'progress.jsonl')                                              # where this run's progress events go
 
     def stamp(self, **extra) -> dict:
         return make_stamp(self.params, self.seeds, self.device, time.perf_counter() - self.t0, experiment=self.name, **extra)
@@ -473,6 +521,7 @@ class Outputs:
         "Write a table now (CSV + Markdown + meta); returns the CSV path."
         fs = write_table(df, self.dir/'tables'/name, self.stamp(**extra), title=title, note=note)
         self.written += [f.relative_to(self.dir).as_posix() for f in fs]
+        progress(f'table {name} written', force=True)
         return fs[0]
 
     def figure(self, fig, name: str, title: str | None = None, **extra) -> Path:

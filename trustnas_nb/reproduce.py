@@ -16,7 +16,8 @@ from .claims import VERDICTS, read_claims
 
 # %% auto #0
 __all__ = ['NEEDS', 'SOURCES', 'repo_root', 'discover', 'package_hash', 'notebook_hash', 'has_parameters_cell', 'experiment_dir',
-           'is_complete', 'RunResult', 'run_notebook', 'reproduce', 'write_report', 'main']
+           'is_complete', 'RunResult', 'run_notebook', 'last_event', 'progress_line', 'ProgressMonitor', 'reproduce',
+           'write_report', 'main']
 
 # %% ../nbs/03_reproduce.ipynb #0b76ffd7
 def repo_root() -> Path:
@@ -122,9 +123,10 @@ def run_notebook(nb: Path, outdir: Path, params: dict, progress: bool = True, ti
                started=time.strftime('%Y-%m-%dT%H:%M:%S'), status='running')
     atomic_write(outdir/'run.json', json.dumps(run, indent=1))
     try:
-        pm.execute_notebook(str(nb), str(outdir/'executed.ipynb'), parameters=params, kernel_name=_ensure_kernel(),
-                            progress_bar=progress, cwd=str(nb.parent), log_output=False, language='python',
-                            **({'execution_timeout': timeout} if timeout else {}))
+        with open(outdir/'log.txt', 'w') as log:       # the notebook's own printed output, as it runs, kept beside its outputs
+            pm.execute_notebook(str(nb), str(outdir/'executed.ipynb'), parameters=params, kernel_name=_ensure_kernel(),
+                                progress_bar=progress, cwd=str(nb.parent), log_output=False, language='python',
+                                stdout_file=log, stderr_file=log, **({'execution_timeout': timeout} if timeout else {}))
     except KeyboardInterrupt:
         status, reason = 'interrupted', 'interrupted'
         raise
@@ -146,10 +148,66 @@ def _last_seconds(outdir: Path) -> float:
     try: return float(json.loads((Path(outdir)/'run.json').read_text()).get('seconds') or 0)
     except (OSError, ValueError, TypeError, AttributeError): return 0.0
 
+def last_event(path: str | Path) -> dict | None:
+    "The last complete event of a `progress.jsonl` file (None when there is none yet)."
+    try:
+        with open(path, 'rb') as f:
+            f.seek(0, 2); n = f.tell(); f.seek(max(0, n - 8192)); lines = f.read().decode('utf-8', 'replace').splitlines()
+    except OSError: return None
+    for l in reversed(lines):
+        try: ev = json.loads(l)
+        except ValueError: continue
+        if isinstance(ev, dict) and 'what' in ev: return ev
+    return None
+
+def _clock(s: float) -> str:
+    m, s = divmod(int(round(s)), 60); h, m = divmod(m, 60)
+    return f'{h}:{m:02d}:{s:02d}' if h else f'{m}:{s:02d}'
+
+def progress_line(name: str, elapsed: float, expected: float = 0.0, event: dict | None = None) -> str:
+    "One line about a running notebook: elapsed time, time left (from its last run), and where it is (its last event)."
+    left = f', ~{_clock(max(expected - elapsed, 0))} left' if expected else ''
+    where = ''
+    if event:
+        where = str(event['what']) + (f" {event['done']}/{event['total']}" if 'total' in event and 'done' in event else '')
+        where += ''.join(f' {k}={v}' for k, v in event.items() if k not in ('t', 'what', 'done', 'total'))
+    return f'  {name}: {_clock(elapsed)}{left}' + (f' | {where}' if where else '')
+
+class ProgressMonitor:
+    """Every `every` seconds, one line per running notebook whose progress changed (or that was silent for a minute):
+    `write` gets lines such as `  table1_1_robust_cifar: 2:31, ~1:05 left | search darts_2nd 2/3 seed=1`."""
+    def __init__(self, write, every: float = 10.0, quiet: float = 60.0):
+        import threading
+        self.write, self.every, self.quiet = write, float(every), float(quiet)
+        self.running, self.shown, self._lock, self._stop = {}, {}, threading.Lock(), threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+    def __enter__(self): self._thread.start(); return self
+    def __exit__(self, *exc): self._stop.set(); self._thread.join(timeout=5)
+    def started(self, name: str, outdir: Path, expected: float = 0.0):
+        with self._lock: self.running[name] = (Path(outdir), time.time(), float(expected))
+    def finished(self, name: str):
+        with self._lock: self.running.pop(name, None); self.shown.pop(name, None)
+    def tick(self, now: float | None = None) -> list[str]:
+        "The lines due now (and write them)."
+        now, out = time.time() if now is None else now, []
+        with self._lock: items = list(self.running.items())
+        for name, (d, t0, exp) in items:
+            ev = last_event(d/'progress.jsonl')
+            key = None if ev is None else (ev.get('what'), ev.get('done'), ev.get('t'))
+            seen, at = self.shown.get(name, (object(), 0.0))
+            if key != seen or now - at >= self.quiet:
+                out.append(progress_line(name, now - t0, exp, ev)); self.shown[name] = (key, now)
+        for l in out: self.write(l)
+        return out
+    def _loop(self):
+        while not self._stop.wait(self.every):
+            try: self.tick()
+            except Exception: pass                 # the monitor must never break a run
+
 def reproduce(scale: str | None = None, only: str | None = None, jobs: int = 1, force: bool = False,
               outputs_dir: str | Path | None = None, nbs_dir: str | Path | None = None, seed: int | None = None,
               device: str | None = None, threads: int | None = None, progress: bool = True,
-              timeout: int | None = None) -> list[RunResult]:
+              timeout: int | None = None, progress_every: float = 10.0) -> list[RunResult]:
     "Run the experiment notebooks at `scale` (default: settings.ini), skipping complete ones; write REPORT.md."
     from tqdm.auto import tqdm
     st = load_settings(scale=scale, outputs_dir=outputs_dir, seed=seed, device=device, threads=threads)
@@ -165,9 +223,14 @@ def reproduce(scale: str | None = None, only: str | None = None, jobs: int = 1, 
         else: todo.append((nb, out, params, why))
     if jobs > 1: todo.sort(key=lambda it: -_last_seconds(it[1]))   # longest first (as last measured), so the jobs end together
     bar = tqdm(total=len(todo), desc=f'reproduce[{st.scale}]', unit='nb', disable=not progress or not todo)
+    expected = {it[0].stem: _last_seconds(it[1]) for it in todo}      # before run.json is rewritten
+    mon = ProgressMonitor(lambda l: tqdm.write(l), every=progress_every)
     def _one(item):
         nb, out, params, why = item
-        return run_notebook(nb, out, params, progress=progress and jobs == 1, timeout=timeout)
+        mon.started(nb.stem, out, expected[nb.stem])
+        try: return run_notebook(nb, out, params, progress=False, timeout=timeout)
+        finally: mon.finished(nb.stem)
+    if progress and todo: mon.__enter__()
     try:
         if jobs == 1:
             for item in todo:
@@ -193,6 +256,7 @@ def reproduce(scale: str | None = None, only: str | None = None, jobs: int = 1, 
                 ex.shutdown(wait=False, cancel_futures=True); raise
             ex.shutdown(wait=True)
     finally:
+        if progress and todo: mon.__exit__()
         bar.close()
         write_report(st.outputs_dir)
     order = {nb.stem: i for i, nb in enumerate(nbs)}
@@ -316,7 +380,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument('--outputs', help='outputs directory (default: settings.ini)')
     r.add_argument('--seed', type=int); r.add_argument('--device'); r.add_argument('--threads', type=int)
     r.add_argument('--timeout', type=int, help='per-cell timeout in seconds')
-    r.add_argument('--no-progress', action='store_true')
+    r.add_argument('--no-progress', action='store_true', help='no progress bar and no progress lines (logs are still kept)')
+    r.add_argument('--progress-every', type=float, default=10.0, metavar='SECONDS',
+                   help="how often to print where each running notebook is (default 10; each notebook's log: <outputs>/<scale>/<notebook>/log.txt)")
     rep = sub.add_parser('report', help='rebuild outputs/REPORT.md from what is there')
     rep.add_argument('--outputs')
     sub.add_parser('settings', help='print the run settings in effect')
@@ -332,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             print(write_report(load_settings(outputs_dir=args.outputs).outputs_dir)); return 0
         res = reproduce(scale=args.scale, only=args.only, jobs=args.jobs, force=args.force, outputs_dir=args.outputs,
                         seed=args.seed, device=args.device, threads=args.threads, progress=not args.no_progress,
-                        timeout=args.timeout)
+                        timeout=args.timeout, progress_every=args.progress_every)
     except (SettingsError, ValueError, FileNotFoundError) as e:
         print(f'trustnas: error: {e}', file=sys.stderr); return 2
     w = max([len(r.notebook) for r in res] + [8])
