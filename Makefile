@@ -25,7 +25,7 @@ $(VENV)/.base-installed: pyproject.toml | $(VENV)/bin/python
 	@touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.base-installed pyproject.toml
-	$(PIP) install --disable-pip-version-check -q -e ".[trust,dev]"
+	$(PIP) install --disable-pip-version-check -q -e ".[trust,dev,ray]"
 	@# nbdev 3 names its commands nbdev-export etc.; keep the classic underscore names working too
 	@for c in export clean test; do ln -sf nbdev-$$c $(VENV)/bin/nbdev_$$c; done
 	@touch $@

@@ -61,6 +61,24 @@ def test_failure_is_reported_and_others_still_run(tmp_path):
     res2 = {r.notebook: r.status for r in reproduce(scale='ci', outputs_dir=tmp_path/'out', nbs_dir=nbs, progress=False)}
     assert res2 == {'a_good': 'skipped', 'b_bad': 'failed'}
 
+def test_progress_is_streamed_and_each_notebook_keeps_its_log(tmp_path, capsys):
+    nbs = tmp_path/'exps'; nbs.mkdir()
+    _nb(nbs/'p_slow.ipynb', PARAMS, "NAME='p_slow'\n" + WRITE_TABLE +
+        "from trustnas_nb.core import progress\nprint('hello from the notebook')\n"
+        "for ep in range(1, 4):\n    progress('search toy', ep, 3, seed=seed); time.sleep(1.2)\n"
+        "out.finish()")
+    res = reproduce(scale='ci', outputs_dir=tmp_path/'out', nbs_dir=nbs, progress=True, progress_every=0.3)
+    assert [x.status for x in res] == ['ran'], res
+    d = tmp_path/'out/ci/p_slow'
+    assert 'hello from the notebook' in (d/'log.txt').read_text()           # the notebook's own output, kept beside it
+    evs = [json.loads(l) for l in (d/'progress.jsonl').read_text().splitlines()]
+    assert [e['done'] for e in evs if e['what'] == 'search toy'] == [1, 2, 3]
+    assert any(e['what'] == 'table first written' for e in evs)
+    out = capsys.readouterr()
+    lines = [l for l in (out.out + out.err).splitlines() if l.strip().startswith('p_slow:')]
+    assert any('search toy 2/3 seed=0' in l for l in lines), out                 # streamed while it ran
+    assert len(lines) <= 12, lines                    # one line per change (or per silent minute), not one per poll
+
 def test_cli_exit_status_and_bad_input(tmp_path):
     r = _cli('reproduce', '--scale', 'huge', '--outputs', str(tmp_path))
     assert r.returncode == 2 and "unknown scale 'huge'" in r.stderr

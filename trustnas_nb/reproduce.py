@@ -10,14 +10,15 @@ from __future__ import annotations
 import argparse, fnmatch, hashlib, json, os, re, sys, tempfile, time, traceback
 from concurrent.futures import ThreadPoolExecutor, FIRST_COMPLETED, wait
 from dataclasses import dataclass, asdict, field
+from typing import Sequence
 from pathlib import Path
 from .core import SCALES, SettingsError, load_settings, atomic_write, git_commit, _check_scale, df_to_markdown
 from .claims import VERDICTS, read_claims
 
 # %% auto #0
 __all__ = ['NEEDS', 'SOURCES', 'repo_root', 'discover', 'package_hash', 'notebook_hash', 'has_parameters_cell', 'experiment_dir',
-           'is_complete', 'RunResult', 'run_notebook', 'last_event', 'progress_line', 'ProgressMonitor', 'reproduce',
-           'write_report', 'main']
+           'is_complete', 'RunResult', 'run_notebook', 'last_event', 'progress_line', 'ProgressMonitor', 'RayPool',
+           'reproduce', 'write_report', 'main']
 
 # %% ../nbs/03_reproduce.ipynb #0b76ffd7
 def repo_root() -> Path:
@@ -204,63 +205,117 @@ class ProgressMonitor:
             try: self.tick()
             except Exception: pass                 # the monitor must never break a run
 
-def reproduce(scale: str | None = None, only: str | None = None, jobs: int = 1, force: bool = False,
-              outputs_dir: str | Path | None = None, nbs_dir: str | Path | None = None, seed: int | None = None,
+def _as_list(v, what: str, conv) -> list:
+    "A CLI/API grid axis: None, one value, a comma-separated string or a sequence → a list of distinct values (order kept)."
+    if v is None: return [None]
+    items = [x.strip() for x in v.split(',')] if isinstance(v, str) else list(v) if isinstance(v, (list, tuple)) else [v]
+    try: vals = [conv(x) for x in items if x != '']
+    except (TypeError, ValueError): raise ValueError(f"{what} must be a value or a comma-separated list, got {v!r}") from None
+    if not vals: raise ValueError(f"{what} is empty: {v!r}")
+    return list(dict.fromkeys(vals))
+
+def _int(x) -> int:
+    if isinstance(x, bool) or (isinstance(x, float) and not x.is_integer()): raise ValueError(x)
+    return int(x)
+
+class RayPool:
+    """`submit(fn, *args)` runs `fn(*args)` as a Ray task and returns a `concurrent.futures.Future`, so the scheduler
+    below drives Ray exactly as it drives local threads. A local Ray instance by default, an existing cluster by
+    `address` (its workers must see the notebooks and the outputs folder at the same paths: a shared filesystem)."""
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, task_cpus: int = 1):
+        try: import ray
+        except ImportError:
+            raise ValueError("the 'ray' backend needs Ray, which is an optional extra: pip install 'trustnas-nb[ray]' "
+                             "(or pip install ray), or use --backend local") from None
+        self.ray, self.own = ray, not ray.is_initialized()
+        if self.own:
+            kw = dict(address=address) if address else dict(num_cpus=num_cpus)
+            for attempt in range(3):            # a loaded machine can miss Ray's fixed 30 s raylet start-up wait: try again
+                try: ray.init(include_dashboard=False, log_to_driver=False, **kw); break
+                except Exception as e:
+                    if address or 'timed out during startup' not in str(e) or attempt == 2: raise
+                    ray.shutdown()
+        self.task_cpus = task_cpus
+        self._remote = ray.remote(num_cpus=task_cpus, max_retries=0)(_call)
+    def submit(self, fn, *args): return self._remote.remote(fn, *args).future()
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False):
+        if self.own: self.ray.shutdown()
+
+def _call(fn, *args): return fn(*args)
+
+def reproduce(scale: str | Sequence[str] | None = None, only: str | None = None, jobs: int = 1, force: bool = False,
+              outputs_dir: str | Path | None = None, nbs_dir: str | Path | None = None, seed: int | Sequence[int] | None = None,
               device: str | None = None, threads: int | None = None, progress: bool = True,
-              timeout: int | None = None, progress_every: float = 10.0) -> list[RunResult]:
-    "Run the experiment notebooks at `scale` (default: settings.ini), skipping complete ones; write REPORT.md."
+              timeout: int | None = None, progress_every: float = 10.0, backend: str = 'local',
+              address: str | None = None) -> list[RunResult]:
+    """Run the experiment notebooks at `scale` (default: settings.ini), skipping complete ones; write REPORT.md.
+    `scale` and `seed` may be lists (a grid: notebooks × scales × seeds; several seeds write to `outputs/seed-<s>/`,
+    each with its own REPORT.md); `backend='ray'` runs each notebook as a Ray task (`address`: an existing cluster)."""
     from tqdm.auto import tqdm
-    st = load_settings(scale=scale, outputs_dir=outputs_dir, seed=seed, device=device, threads=threads)
-    if not isinstance(jobs, int) or jobs < 1: raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    if backend not in ('local', 'ray'): raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1: raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    scales, seeds = _as_list(scale, 'scale', str), _as_list(seed, 'seed', _int)
     nbs = discover(nbs_dir, only)
-    per_job_threads = max(1, (st.threads or os.cpu_count() or 1) // jobs)
-    todo, results = [], []
-    for nb in nbs:
-        out = experiment_dir(st.outputs_dir, st.scale, nb)
-        params = dict(scale=st.scale, seed=st.seed, outdir=str(out), device=st.device, threads=per_job_threads)
-        done, why = is_complete(out, nb, params)
-        if done and not force: results.append(RunResult(nb.stem, 'skipped', 0.0, 'complete', str(out)))
-        else: todo.append((nb, out, params, why))
-    if jobs > 1: todo.sort(key=lambda it: -_last_seconds(it[1]))   # longest first (as last measured), so the jobs end together
-    bar = tqdm(total=len(todo), desc=f'reproduce[{st.scale}]', unit='nb', disable=not progress or not todo)
-    expected = {it[0].stem: _last_seconds(it[1]) for it in todo}      # before run.json is rewritten
+    grid = len(seeds) > 1
+    todo, results, roots = [], [], {}
+    for sc in scales:
+        for sd in seeds:
+            st = load_settings(scale=sc, outputs_dir=outputs_dir, seed=sd, device=device, threads=threads)
+            root = st.outputs_dir/f'seed-{st.seed}' if grid else st.outputs_dir
+            roots[root] = None
+            per_job = max(1, (st.threads or os.cpu_count() or 1) // jobs)
+            tag = st.scale if len(scales) > 1 else ''
+            tag = ','.join(filter(None, [tag, f'seed {st.seed}' if grid else '']))
+            for nb in nbs:
+                out = experiment_dir(root, st.scale, nb)
+                params = dict(scale=st.scale, seed=st.seed, outdir=str(out), device=st.device, threads=per_job)
+                label = f'{nb.stem}[{tag}]' if tag else nb.stem
+                done, why = is_complete(out, nb, params)
+                if done and not force: results.append(RunResult(nb.stem, 'skipped', 0.0, 'complete', str(out)))
+                else: todo.append(dict(nb=nb, out=out, params=params, label=label, group=(root, st.scale), why=why))
+    if jobs > 1 or backend == 'ray': todo.sort(key=lambda it: -_last_seconds(it['out']))   # longest first: the jobs end together
+    desc = f"reproduce[{','.join(str(s) for s in scales if s) or load_settings(outputs_dir=outputs_dir).scale}]"
+    bar = tqdm(total=len(todo), desc=desc, unit='nb', disable=not progress or not todo)
+    expected = {it['label']: _last_seconds(it['out']) for it in todo}     # before run.json is rewritten
     mon = ProgressMonitor(lambda l: tqdm.write(l), every=progress_every)
-    def _one(item):
-        nb, out, params, why = item
-        mon.started(nb.stem, out, expected[nb.stem])
-        try: return run_notebook(nb, out, params, progress=False, timeout=timeout)
-        finally: mon.finished(nb.stem)
     if progress and todo: mon.__enter__()
     try:
-        if jobs == 1:
-            for item in todo:
-                bar.set_postfix_str(item[0].stem); results.append(_one(item)); bar.update()
+        if jobs == 1 and backend == 'local':     # in this thread: Ctrl-C reaches papermill, which records 'interrupted'
+            for it in todo:
+                bar.set_postfix_str(it['label']); mon.started(it['label'], it['out'], expected[it['label']])
+                try: results.append(run_notebook(it['nb'], it['out'], it['params'], False, timeout))
+                finally: mon.finished(it['label'])
+                bar.update()
         else:
+            ex = RayPool(address, jobs * max(1, todo[0]['params']['threads']) if todo else None,
+                         todo[0]['params']['threads'] if todo else 1) if backend == 'ray' and todo else ThreadPoolExecutor(max_workers=jobs)
             pending, running = list(todo), {}
-            ex = ThreadPoolExecutor(max_workers=jobs)
+            key = lambda it, stem=None: (it['group'], stem or it['nb'].stem)
             try:
                 while pending or running:
-                    waiting = {it[0].stem for it in pending} | {it[0].stem for it in running.values()}
-                    for it in [it for it in pending if not set(NEEDS.get(it[0].stem, ())) & waiting][:jobs - len(running)]:
-                        pending.remove(it); running[ex.submit(_one, it)] = it
+                    waiting = {key(it) for it in pending} | {key(it) for it in running.values()}
+                    free = [it for it in pending if not {key(it, n) for n in NEEDS.get(it['nb'].stem, ())} & waiting]
+                    for it in free[:jobs - len(running)]:
+                        pending.remove(it); mon.started(it['label'], it['out'], expected[it['label']])
+                        running[ex.submit(run_notebook, it['nb'], it['out'], it['params'], False, timeout)] = it
                     if not running:             # only blocked notebooks left (a cycle in NEEDS): run them anyway
-                        it = pending.pop(0); running[ex.submit(_one, it)] = it
+                        it = pending.pop(0); running[ex.submit(run_notebook, it['nb'], it['out'], it['params'], False, timeout)] = it
                     done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                     for f in done:
-                        it = running.pop(f)
+                        it = running.pop(f); mon.finished(it['label'])
                         try: results.append(f.result())
-                        except Exception as e:     # outside run_notebook's own handling (e.g. the outputs folder): a failed run
-                            results.append(RunResult(it[0].stem, 'failed', 0.0, _error_summary(e), str(it[1])))
-                        bar.update(); bar.set_postfix_str(it[0].stem)
+                        except Exception as e:     # outside run_notebook's own handling (a lost Ray worker, the outputs folder)
+                            results.append(RunResult(it['nb'].stem, 'failed', 0.0, _error_summary(e), str(it['out'])))
+                        bar.update(); bar.set_postfix_str(it['label'])
             except BaseException:                  # Ctrl-C: do not wait for the running notebooks' kernels
                 ex.shutdown(wait=False, cancel_futures=True); raise
             ex.shutdown(wait=True)
     finally:
         if progress and todo: mon.__exit__()
         bar.close()
-        write_report(st.outputs_dir)
+        for root in roots: write_report(root)
     order = {nb.stem: i for i, nb in enumerate(nbs)}
-    return sorted(results, key=lambda r: order.get(r.notebook, 0))
+    return sorted(results, key=lambda r: (str(Path(r.outdir).parent.parent), order.get(r.notebook, 0)))
 
 # %% ../nbs/03_reproduce.ipynb #18073697
 def _read(p: Path) -> str:
@@ -373,12 +428,17 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='trustnas', description='trustnas-nb: reproduce the thesis Trustworthy NAS')
     sub = p.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('reproduce', help='run the experiment notebooks and write outputs/REPORT.md')
-    r.add_argument('--scale', help=f"one of {', '.join(SCALES)} (default: settings.ini)")
+    r.add_argument('--scale', help=f"one of {', '.join(SCALES)}, or several comma-separated (a grid; default: settings.ini)")
     r.add_argument('--only', help='run only notebooks whose name matches this glob (comma-separated for several)')
     r.add_argument('--jobs', type=int, default=1, help='notebooks to run in parallel (default 1)')
     r.add_argument('--force', action='store_true', help='rerun notebooks whose outputs are complete')
     r.add_argument('--outputs', help='outputs directory (default: settings.ini)')
-    r.add_argument('--seed', type=int); r.add_argument('--device'); r.add_argument('--threads', type=int)
+    r.add_argument('--seed', type=int, help='the base seed (default: settings.ini)')
+    r.add_argument('--seeds', help='several base seeds, comma-separated: a grid; each seed writes to <outputs>/seed-<s>/ with its own REPORT.md')
+    r.add_argument('--device'); r.add_argument('--threads', type=int)
+    r.add_argument('--backend', choices=('local', 'ray'), default='local',
+                   help="'local' (threads on this machine) or 'ray' (one Ray task per notebook; needs the ray extra)")
+    r.add_argument('--address', help="with --backend ray: an existing Ray cluster's address (default: start a local Ray instance)")
     r.add_argument('--timeout', type=int, help='per-cell timeout in seconds')
     r.add_argument('--no-progress', action='store_true', help='no progress bar and no progress lines (logs are still kept)')
     r.add_argument('--progress-every', type=float, default=10.0, metavar='SECONDS',
@@ -396,17 +456,22 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == 'report':
             print(write_report(load_settings(outputs_dir=args.outputs).outputs_dir)); return 0
+        if args.address and args.backend != 'ray': raise ValueError('--address needs --backend ray')
         res = reproduce(scale=args.scale, only=args.only, jobs=args.jobs, force=args.force, outputs_dir=args.outputs,
-                        seed=args.seed, device=args.device, threads=args.threads, progress=not args.no_progress,
-                        timeout=args.timeout, progress_every=args.progress_every)
+                        seed=args.seeds if args.seeds is not None else args.seed, device=args.device, threads=args.threads,
+                        progress=not args.no_progress, timeout=args.timeout, progress_every=args.progress_every,
+                        backend=args.backend, address=args.address)
     except (SettingsError, ValueError, FileNotFoundError) as e:
         print(f'trustnas: error: {e}', file=sys.stderr); return 2
-    w = max([len(r.notebook) for r in res] + [8])
-    print('\nnotebook'.ljust(w + 1), 'status ', 'seconds', ' note')
-    for r in res: print(r.notebook.ljust(w), r.status.ljust(7), f'{r.seconds:7.1f}', '', r.reason)
-    failed = [r for r in res if r.status == 'failed']
     st = load_settings(outputs_dir=args.outputs)
-    print(f"\nreport: {Path(st.outputs_dir)/'REPORT.md'}")
+    name = lambda r: (Path(r.outdir).relative_to(st.outputs_dir).as_posix() if r.outdir and Path(r.outdir).is_relative_to(st.outputs_dir)
+                      and (args.seeds or ',' in (args.scale or '')) else r.notebook)
+    w = max([len(name(r)) for r in res] + [8])
+    print('\nnotebook'.ljust(w + 1), 'status ', 'seconds', ' note')
+    for r in res: print(name(r).ljust(w), r.status.ljust(7), f'{r.seconds:7.1f}', '', r.reason)
+    failed = [r for r in res if r.status == 'failed']
+    reports = sorted({Path(r.outdir).parent.parent/'REPORT.md' for r in res if r.outdir}) or [Path(st.outputs_dir)/'REPORT.md']
+    print('\nreport: ' + ', '.join(str(p) for p in reports))
     if failed:
         print(f"\n{len(failed)} notebook(s) failed:", file=sys.stderr)
         for r in failed: print(f"  {r.notebook}: {r.reason}  (executed notebook: {r.outdir}/executed.ipynb)", file=sys.stderr)
