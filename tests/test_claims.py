@@ -141,8 +141,8 @@ def test_report_has_claims_section(tmp_path):
     assert '`broken`: its claims.json could not be read' in rep
     assert rep.index('## Claims') < rep.index('## Scale `cpu`') < rep.index('## Scale `ci`')
     assert rep.index('**Claims at `cpu`') < rep.index('**Claims at `ci`')
-    assert 'claim 0 of table1_1_x (thesis L500)' in rep and 'table1_2_y (incomplete run)' in rep
-    assert '### table1_1_x' in rep and '### no_claims' in rep                 # the rest of the report is unchanged
+    assert 'claim 0 of table1_1_x (thesis L500)' in rep and 'table1_2_y](#cpu-table1_2_y) (incomplete run)' in rep
+    assert '</a>table1_1_x' in rep and '</a>no_claims' in rep                 # the rest of the report is unchanged
     claims_part = rep[rep.index('## Claims'):rep.index('## Scale')]
     assert 'no_claims' not in claims_part
 
@@ -159,6 +159,56 @@ def test_report_has_one_section_per_source_document(tmp_path):
     body = rep[rep.index('## Scale `cpu`'):]
     heads = [l for l in body.splitlines() if l.startswith(('### The thesis', '### Seed'))]
     assert [h.split(':')[0] for h in heads] == ['### The thesis', '### Seed 003', '### Seed 004']
-    order = [body.index(f'#### {n}') for n in ('table1_1_x', 'table4_1_z', 's003_table3_2_y', 's004_table2_1_w', 's004_table6_1_x')]
+    order = [body.index(f'</a>{n}\n') for n in ('table1_1_x', 'table4_1_z', 's003_table3_2_y', 's004_table2_1_w', 's004_table6_1_x')]
     assert order == sorted(order)
-    assert body.index('### Seed 003') < body.index('#### s003_table3_2_y') < body.index('### Seed 004')
+    assert body.index('### Seed 003') < body.index('</a>s003_table3_2_y') < body.index('### Seed 004')
+
+def test_report_top_summary_links_html_and_what_was_not_reproduced(tmp_path):
+    import pandas as pd, matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    d = _fake_experiment(tmp_path, 'cpu', 'table1_1_x', ['holds', 'undecided'])
+    _fake_experiment(tmp_path, 'cpu', 'table1_2_y', ['does not hold'])
+    _fake_experiment(tmp_path, 'cpu', 's004_table6_1_z', ['holds'])
+    atomic_write(d/'run.json', json.dumps(dict(status='ok', seconds=75.0)))
+    out = Outputs(d, 'table1_1_x', params=dict(scale='cpu'))
+    out.table(pd.DataFrame({'a': [1]}), 't'); out.table(pd.DataFrame({'a': [2]}), 't_thesis')
+    fig = plt.figure(); plt.plot([0, 1]); out.figure(fig, 'curve'); plt.close(fig); out.finish()
+    rep = write_report(tmp_path).read_text()
+    top = rep[rep.index('## Verdicts at a glance'):rep.index('## Claims')]
+    row = {l.split('|')[1].strip(): [c.strip() for c in l.split('|')[2:-1]] for l in top.splitlines() if l.startswith('| ')}
+    assert row['Thesis ch.1'][:3] == ['1', '1', '1'] and row['Seed 004'][:3] == ['1', '0', '0'] and row['**all**'][:3] == ['2', '1', '1']
+    assert '1:15' in ' '.join(row['Thesis ch.1'])                              # the notebook's wall time
+    assert '[table1_1_x](#cpu-table1_1_x)' in rep and '[t](cpu/table1_1_x/tables/t.csv)' in rep   # claims link to their table
+    assert '<a id="cpu-table1_1_x"></a>table1_1_x' in rep
+    tail = rep[rep.index('## What could not be reproduced here'):]
+    assert '`cpu/table1_1_x/t_thesis`' in tail and 'GPU' in tail
+    html = (tmp_path/'REPORT.html').read_text()
+    assert html.startswith('<!DOCTYPE html>') and '<table>' in html and 'id="cpu-table1_1_x"' in html
+    assert '<img src="cpu/table1_1_x/figures/curve.png"' in html and (tmp_path/'cpu/table1_1_x/figures/curve.png').is_file()
+    assert 'href="#cpu-table1_1_x"' in html
+
+def test_check_report_finds_missing_unstamped_and_foreign_tables(tmp_path):
+    import subprocess, pandas as pd
+    from trustnas_nb.reproduce import check_report, repo_root
+    head = subprocess.run(['git', 'rev-parse', '--short=12', 'HEAD'], cwd=repo_root(), capture_output=True, text=True).stdout.strip()
+    def exp(name, commit):
+        d = tmp_path/'cpu'/name
+        out = Outputs(d, name, params=dict(scale='cpu')); out.table(pd.DataFrame({'a': [1]}), 't'); out.finish()
+        atomic_write(d/'run.json', json.dumps(dict(status='ok', seconds=1.0)))
+        m = json.loads((d/'tables/t.meta.json').read_text()); m['git_commit'] = commit
+        (d/'tables/t.meta.json').write_text(json.dumps(m)); (d/'executed.ipynb').write_text('{}')
+        return d
+    exp('table1_1_good', head)
+    write_report(tmp_path)
+    assert check_report(tmp_path) == []
+    exp('table1_2_foreign', 'deadbeef0000')                                # not a commit of this repository
+    d = exp('table1_3_dirty', head + '+dirty')
+    exp('table1_4_unstamped', head); (tmp_path/'cpu/table1_4_unstamped/tables/t.meta.json').unlink()
+    write_report(tmp_path)
+    (tmp_path/'cpu/table1_1_good/tables/t.csv').unlink()                  # deleted after the report was written
+    probs = '\n'.join(check_report(tmp_path))
+    assert "table1_2_foreign/tables/t.csv: stamped with commit 'deadbeef0000', which is not an ancestor of HEAD" in probs
+    assert 'table1_3_dirty/tables/t.csv: made from a checkout with uncommitted changes' in probs
+    assert 'table1_4_unstamped/tables/t.csv: not stamped' in probs
+    assert 'table1_1_good/tables/t.csv: listed in the manifest but missing' in probs
+    assert 'table1_3_dirty' not in '\n'.join(check_report(tmp_path, allow_dirty=True))
+    assert check_report(tmp_path/'nowhere') == [f"{tmp_path/'nowhere'/'REPORT.md'} does not exist"]

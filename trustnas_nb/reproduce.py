@@ -18,7 +18,7 @@ from .claims import VERDICTS, read_claims
 # %% auto #0
 __all__ = ['NEEDS', 'SOURCES', 'repo_root', 'discover', 'package_hash', 'notebook_hash', 'has_parameters_cell', 'experiment_dir',
            'is_complete', 'RunResult', 'run_notebook', 'last_event', 'progress_line', 'ProgressMonitor', 'RayPool',
-           'reproduce', 'write_report', 'main']
+           'reproduce', 'write_report', 'render_html', 'check_report', 'main']
 
 # %% ../nbs/03_reproduce.ipynb #0b76ffd7
 def repo_root() -> Path:
@@ -361,8 +361,10 @@ def _claims_section(found: dict[str, list[Path]]) -> list[str]:
                 bad.append(f'- `{d.name}`: its claims.json could not be read ({e}); its claims are not counted.'); continue
             complete = _run_state(d)[1]
             for c in claims:
-                rows.append({'experiment': d.name + ('' if complete else ' (incomplete run)'), 'claim': c.id,
-                             'thesis says': c.text + (f' ({c.source})' if c.source else ''), 'tables': ', '.join(c.tables),
+                rows.append({'experiment': f'[{d.name}](#{scale}-{d.name})' + ('' if complete else ' (incomplete run)'), 'claim': c.id,
+                             'thesis says': c.text + (f' ({c.source})' if c.source else ''),
+                             'tables': ', '.join(f'[{t}]({scale}/{d.name}/tables/{t}.csv)' if (d/'tables'/f'{t}.csv').is_file() else t
+                                                 for t in c.tables),
                              'test': c.test, 'p': '—' if c.p_value is None else f'{c.p_value:.2g}',
                              'verdict': f'**{c.verdict}**' + (f' — {c.reason}' if c.reason else ''), '_v': c.verdict})
         if not rows and not bad: continue
@@ -386,8 +388,74 @@ def _source(name: str) -> int:
     "Which document of `SOURCES` an experiment reproduces: the neighbouring seeds' notebooks are named s002_/s003_/s004_…"
     return next((i for i, (pre, _) in enumerate(SOURCES) if pre and name.startswith(pre)), 0)
 
-def write_report(outputs_dir: str | Path) -> Path:
-    "Assemble `REPORT.md` under `outputs_dir` from every experiment directory found there."
+def _chapter(name: str) -> str:
+    "The chapter (of the thesis) or source document (a neighbouring seed) an experiment belongs to, from its name."
+    m = re.match(r'(?:table|fig(?:ure)?)(\d+)_', name)
+    if m: return f'Thesis ch.{m.group(1)}'
+    if _source(name): return SOURCES[_source(name)][0].rstrip('_').replace('s00', 'Seed 00')
+    return 'Pipeline demo' if name.startswith('demo') else 'Other'
+
+def _verdict_summary(found: dict[str, list[Path]]) -> list[str]:
+    "The report's top: per scale and chapter, the claims that hold / do not hold / are undecided, and the wall time."
+    import pandas as pd
+    lines = ['## Verdicts at a glance', '']
+    for scale, exps in found.items():
+        rows = {}
+        for d in exps:
+            r = rows.setdefault(_chapter(d.name), dict(holds=0, **{'does not hold': 0}, undecided=0, experiments=0, complete=0, seconds=0.0))
+            run, complete = _run_state(d)
+            r['experiments'] += 1; r['complete'] += complete; r['seconds'] += float(run.get('seconds') or 0)
+            try: claims = read_claims(d) if (d/'claims.json').exists() else []
+            except (ValueError, OSError): claims = []
+            for c in claims: r[c.verdict] += 1
+        if not rows: continue
+        df = pd.DataFrame([dict(chapter=k, **v) for k, v in rows.items()])
+        df = pd.concat([df, pd.DataFrame([dict(chapter='**all**', **df.drop(columns='chapter').sum().to_dict())])], ignore_index=True)
+        df['wall time'] = [_clock(float(s)) for s in df.pop('seconds')]
+        df['experiments'] = [f'{int(c)}/{int(e)} complete' for c, e in zip(df.pop('complete'), df['experiments'])]
+        lines += [f'**Scale `{scale}`** — total notebook wall time {df["wall time"].iloc[-1]} (sum over notebooks; with '
+                  f'`--jobs 2` the elapsed time is about half).', '', df_to_markdown(df), '']
+    return lines
+
+def _data_present(root: Path) -> dict[str, bool]:
+    "Whether each real dataset's top folder (as `loaders.expected_layout` names it) is under the data root."
+    from trustnas_nb.loaders import REAL_DATASETS, expected_layout
+    out = {}
+    for n in REAL_DATASETS:
+        m = re.search(r'── ([^/\s]+)/', expected_layout(n))
+        out[n] = bool(m) and (Path(root)/m.group(1)).exists()
+    return out
+
+def _not_reproduced(found: dict[str, list[Path]]) -> list[str]:
+    "What this report could not reproduce here, and why: data, scale, and the tables shown as reference only."
+    from trustnas_nb.core import load_settings
+    try: data_root = load_settings().data_root
+    except Exception: data_root = None
+    lines = ['## What could not be reproduced here, and why', '',
+             '- **The datasets.** At `ci` and `cpu` scale every experiment runs on an embedded stand-in (digits, generated '
+             'objects, captions and sentences, made from what the installed packages ship), because nothing can be '
+             'downloaded at run time. The real datasets are read from the data root at `paper` scale; their loaders are '
+             'tested on small files written in the real formats.']
+    if data_root is not None:
+        pres = _data_present(data_root)
+        have = [n for n, p in pres.items() if p]
+        lines += [f'  Under the data root `{data_root}`: ' + (', '.join(have) if have else 'none of') + ' present'
+                  + (f"; missing: {', '.join(n for n, p in pres.items() if not p)}." if len(have) < len(pres) else '.')]
+    lines += ['- **The scale.** The thesis trained on GPUs for hours to days per table; `paper` scale (its hyperparameters, '
+              'datasets and network sizes) needs a GPU. At `cpu` scale the networks, data and epochs are shrunk (never the '
+              'algorithms), so accuracies are far below the thesis\' and only trends and relative claims can be judged.',
+              '- **Pretrained weights.** Nothing is fetched offline: where the thesis starts from pretrained models, the '
+              'runs here start from scratch (each notebook says where).']
+    ref = []
+    for scale, exps in found.items():
+        for d in exps:
+            for t in sorted((d/'tables').glob('*.csv')):
+                if re.search(r'(_reference|_thesis|_seed)$', t.stem): ref.append(f'`{scale}/{d.name}/{t.stem}`')
+    if ref: lines += ['- **Shown as reference only** (the source\'s numbers, not measured at that scale): ' + ', '.join(ref) + '.']
+    return lines + ['']
+
+def write_report(outputs_dir: str | Path, html: bool = True) -> Path:
+    "Assemble `REPORT.md` (and `REPORT.html`, figures inline) under `outputs_dir` from every experiment directory found there."
     root = Path(outputs_dir)
     lines = ['# trustnas-nb — reproduction report', '',
              'Every number below was produced by a run of the experiment notebooks in `nbs/experiments/` '
@@ -397,7 +465,7 @@ def write_report(outputs_dir: str | Path) -> Path:
              'pipeline and the trends are. Each table and figure is stamped with the parameters, seeds, package '
              'version, git commit, device and wall time that produced it.', '']
     found = _experiments(root)
-    if found: lines += _claims_section(found)
+    if found: lines += _verdict_summary(found) + _claims_section(found)
     for scale, exps in found.items():
         lines += [f'## Scale `{scale}`', '']
         last = None
@@ -405,7 +473,7 @@ def write_report(outputs_dir: str | Path) -> Path:
             if _source(d.name) != last: last = _source(d.name); lines += [f'### {SOURCES[last][1]}', '']
             run, complete = _run_state(d)
             state = 'complete' if complete else f"INCOMPLETE ({run.get('status', 'not run')}{': ' + run['error'] if run.get('error') else ''})"
-            lines += [f'#### {d.name}', '',
+            lines += [f'#### <a id="{scale}-{d.name}"></a>{d.name}', '',
                       f"*{state}* · {run.get('seconds', '?')} s · commit {run.get('git_commit', '?')} · "
                       f"parameters: `{json.dumps(run.get('parameters', {}))}` · executed notebook: "
                       f"[{scale}/{d.name}/executed.ipynb]({scale}/{d.name}/executed.ipynb)", '']
@@ -420,8 +488,61 @@ def write_report(outputs_dir: str | Path) -> Path:
                 if keep(t): lines += [_read(t).strip(), '']
             for f in sorted(f for f in (d/'figures').glob('*.png') if keep(f)):
                 lines += [f'![{f.stem}]({f.relative_to(root).as_posix()})', '']
+    if found: lines += _not_reproduced(found)
     if not found: lines += ['*No experiment has been run yet: `make reproduce` (or `trustnas reproduce --scale ci`).*', '']
-    return atomic_write(root/'REPORT.md', '\n'.join(lines))
+    text = '\n'.join(lines)
+    if html: atomic_write(root/'REPORT.html', render_html(text))
+    return atomic_write(root/'REPORT.md', text)
+
+_HTML_STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:0.9em;display:block;overflow-x:auto}th,td{border:1px solid #ccc;padding:3px 7px;vertical-align:top}
+th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code{background:#f6f6f6;padding:0 3px}h4{margin-top:2.2em;border-top:1px solid #ddd;padding-top:1em}"""
+
+def _slug(text: str) -> str:
+    return re.sub(r'[^a-z0-9_-]+', '-', re.sub(r'<[^>]+>', '', text).lower()).strip('-') or 'section'
+
+def render_html(markdown_text: str, title: str = 'trustnas-nb — reproduction report') -> str:
+    "REPORT.md as one HTML page: tables, figures inline (paths relative to the report), headings with anchors."
+    import mistune, html as _html
+    body = mistune.create_markdown(plugins=['table', 'strikethrough', 'url'], escape=False)(markdown_text)
+    seen = {}
+    def _h(m):
+        s = _slug(m.group(2)); n = seen.get(s, 0); seen[s] = n + 1
+        return f'<h{m.group(1)} id="{s}{f"-{n}" if n else ""}">{m.group(2)}</h{m.group(1)}>'
+    body = re.sub(r'<h([1-6])>(.*?)</h\1>', _h, body)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_html.escape(title)}</title>'
+            f'<style>{_HTML_STYLE}</style></head><body>\n{body}\n</body></html>\n')
+
+def _is_ancestor(commit: str, repo: Path) -> bool:
+    import subprocess
+    r = subprocess.run(['git', 'merge-base', '--is-ancestor', commit, 'HEAD'], cwd=repo, capture_output=True, text=True)
+    return r.returncode == 0
+
+def check_report(outputs_dir: str | Path, repo: str | Path | None = None, allow_dirty: bool = False) -> list[str]:
+    """What is wrong with a report as committed (empty: nothing): every file REPORT.md links to must exist; every table
+    and figure of every experiment it shows must exist and be stamped (`.meta.json`) with a git commit that is an
+    ancestor of `repo`'s HEAD (and, unless `allow_dirty`, made from a clean checkout)."""
+    root, repo = Path(outputs_dir), Path(repo) if repo is not None else repo_root()
+    rep = root/'REPORT.md'
+    if not rep.is_file(): return [f'{rep} does not exist']
+    text, problems, seen = rep.read_text(encoding='utf-8'), [], {}
+    for link in re.findall(r'\]\(([^)#\s]+\.(?:csv|png|md|ipynb))\)', text):
+        if not (root/link).is_file(): problems.append(f'REPORT.md links to {link}, which does not exist')
+    for scale, name in re.findall(r'<a id="([a-z]+)-([A-Za-z0-9_.-]+)"></a>', text):
+        d = root/scale/name
+        try: files = json.loads((d/'manifest.json').read_text())['files']
+        except (OSError, ValueError, KeyError): problems.append(f'{scale}/{name}: no readable manifest.json (an incomplete run)'); continue
+        for f in files:
+            if not (d/f).is_file(): problems.append(f'{scale}/{name}/{f}: listed in the manifest but missing'); continue
+            if not f.startswith(('tables/', 'figures/')) or f.endswith('.meta.json') or not f.endswith(('.csv', '.png')): continue
+            meta = (d/f).with_suffix('.meta.json')
+            try: commit = json.loads(meta.read_text())['git_commit']
+            except (OSError, ValueError, KeyError): problems.append(f'{scale}/{name}/{f}: not stamped (no readable {meta.name})'); continue
+            sha, dirty = str(commit).split('+')[0], '+dirty' in str(commit)
+            if dirty and not allow_dirty: problems.append(f'{scale}/{name}/{f}: made from a checkout with uncommitted changes ({commit})')
+            if sha not in seen: seen[sha] = sha not in ('', 'unknown') and _is_ancestor(sha, repo)
+            if not seen[sha]: problems.append(f'{scale}/{name}/{f}: stamped with commit {commit!r}, which is not an ancestor of HEAD')
+    return problems
 
 # %% ../nbs/03_reproduce.ipynb #2bb8fdef
 def _parser() -> argparse.ArgumentParser:
