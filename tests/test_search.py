@@ -40,6 +40,15 @@ def test_search_is_deterministic():
     assert [h['train_loss'] for h in a.history] == [h['train_loss'] for h in b.history]
     for k in a.alphas: assert torch.equal(a.alphas[k], b.alphas[k])
 
+def test_search_reports_its_progress_per_epoch(tmp_path):
+    import json
+    from trustnas_nb.core import progress_to
+    progress_to(tmp_path/'p.jsonl')
+    try: run_search('darts_1st', 'darts', scale='ci', seed=0, progress=False, **{**TINY, 'epochs': 2})
+    finally: progress_to(None)
+    evs = [json.loads(l) for l in (tmp_path/'p.jsonl').read_text().splitlines()]
+    assert [(e['what'], e['done'], e['total'], e['seed']) for e in evs] == [('search darts_1st', 1, 2, 0), ('search darts_1st', 2, 2, 0)]
+
 def test_dominant_eigenvalue_matches_eigvalsh():
     torch.manual_seed(0)
     M = torch.randn(5, 5, dtype=torch.float64); A = M @ M.T + torch.diag(torch.arange(5.0, dtype=torch.float64))

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import preset, seed_everything, get_device, derive_seed, Preset, progress
+from .core import preset, seed_everything, get_device, derive_seed, Preset
+from .core import progress as report_progress   # (`progress` is the drivers' show-a-bar flag)
 from .ops import get_space, SearchSpace
 from .genotypes import Genotype, format_genotype, derive_genotype, validate_genotype
 from .mlo import Level, MLOProblem
@@ -425,7 +426,7 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
             row['hessian_eig'] = dominant_eigenvalue(lambda: F.cross_entropy(net(probe[0]), probe[1]), ap,
                                                      iters=M['darts_es']['eig_iters'], seed=seed)
         log.append(row)
-        progress(f'search {method.name}', ep + 1, epochs, seed=seed, val_acc=round(va, 3))
+        report_progress(f'search {method.name}', ep + 1, epochs, seed=seed, val_acc=round(va, 3))
         bar.set_postfix(val_acc=f'{va:.3f}')
         if method.early_stop and _es_should_stop(log, M['darts_es']['patience'], M['darts_es']['ratio']): break
     return net
