@@ -10,7 +10,7 @@ Docs: https://trustnas.github.io/trustnas-nb/evalnet.html.md"""
 from __future__ import annotations
 import math, time
 from collections import namedtuple
-from typing import Iterable
+from typing import Iterable, Sequence
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -18,9 +18,9 @@ from .ops import make_op, FactorizedReduce, ReLUConvBN, Identity
 from .genotypes import Genotype, GenotypeError, parse_genotype, cell_nodes, validate_genotype
 
 # %% auto #0
-__all__ = ['NetworkOutput', 'drop_path', 'Cell', 'AuxiliaryHead', 'split_output', 'NetworkCIFAR', 'NetworkImageNet',
-           'ResNetBasicBlock', 'InferCell', 'NetworkNB201', 'build_network', 'count_parameters', 'set_drop_path',
-           'Cutout', 'random_crop_flip', 'evaluate', 'train_network']
+__all__ = ['NetworkOutput', 'drop_path', 'group_nodes', 'Cell', 'AuxiliaryHead', 'split_output', 'NetworkCIFAR',
+           'NetworkImageNet', 'ResNetBasicBlock', 'InferCell', 'NetworkNB201', 'build_network', 'count_parameters',
+           'set_drop_path', 'Cutout', 'random_crop_flip', 'evaluate', 'train_network']
 
 # %% ../nbs/07_evalnet.ipynb #e1bdd0af
 def drop_path(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
@@ -55,12 +55,33 @@ class _CellDAG(nn.Module):
             states.append(s)
         return torch.cat([states[i] for i in self._concat], dim=1)
 
+def group_nodes(genotype: Genotype, which: str, node_inputs: Sequence[int]) -> tuple[int, list[list[tuple[str, int]]]]:
+    "`(2, nodes)`: the cell `which` split into consecutive groups of `node_inputs[i]` entries (a two-input cell), each checked."
+    if which not in ('normal', 'reduce'): raise ValueError(f"which must be 'normal' or 'reduce', got {which!r}")
+    sizes = list(node_inputs)
+    if not sizes or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
+        raise ValueError(f"node_inputs must be a non-empty sequence of positive ints, got {node_inputs!r}")
+    cell, concat = getattr(genotype, which), list(getattr(genotype, which + '_concat'))
+    if not cell: return 2, []
+    if sum(sizes) != len(cell):
+        raise GenotypeError(f"{which}: node_inputs {tuple(sizes)} account for {sum(sizes)} entries, the cell lists {len(cell)}")
+    nodes, k = [], 0
+    for i, n in enumerate(sizes):
+        node = list(cell[k:k + n]); k += n
+        for op, j in node:
+            if not 0 <= j < i + 2: raise GenotypeError(f"{which}: node {i} (index {i + 2}) takes input {j}; expected 0..{i + 1}")
+        nodes.append(node)
+    bad = [c for c in concat if not 2 <= c < 2 + len(sizes)]
+    if not concat or bad: raise GenotypeError(f"{which}_concat = {concat}: expected intermediate nodes 2..{1 + len(sizes)}")
+    return 2, nodes
+
 class Cell(nn.Module):
     "A DARTS evaluation cell built from `genotype` (normal or reduction), reading the two previous cells' outputs."
-    def __init__(self, genotype: Genotype, C_prev_prev: int, C_prev: int, C: int, reduction: bool, reduction_prev: bool):
+    def __init__(self, genotype: Genotype, C_prev_prev: int, C_prev: int, C: int, reduction: bool, reduction_prev: bool,
+                 node_inputs: Sequence[int] | None = None):
         super().__init__()
         which = 'reduce' if reduction else 'normal'
-        n_in, nodes = cell_nodes(genotype, which)
+        n_in, nodes = cell_nodes(genotype, which) if node_inputs is None else group_nodes(genotype, which, node_inputs)
         if n_in != 2:
             raise GenotypeError(f"a DARTS-style network needs two-input cells; this genotype's {which} cell has {n_in} input(s) "
                                 "(a NAS-Bench-201 cell? use build_network(..., style='nb201'))")
@@ -106,7 +127,10 @@ def split_output(out) -> tuple[torch.Tensor, torch.Tensor | None]:
     if isinstance(out, tuple) and len(out) == 2: return out[0], out[1]
     raise TypeError(f"expected logits or (logits, aux_logits), got {type(out).__name__}")
 
-def _resolve(genotype) -> Genotype:
+def _resolve(genotype, node_inputs=None) -> Genotype:
+    if node_inputs is not None:          # grouped by `node_inputs`: checked per cell by `group_nodes`, not by DARTS' 2-per-node rule
+        if isinstance(genotype, str): return parse_genotype(genotype, validate=False)
+        if isinstance(genotype, tuple) and len(genotype) == 4: return Genotype(*genotype)
     if isinstance(genotype, Genotype): return validate_genotype(genotype)
     if isinstance(genotype, str): return parse_genotype(genotype)
     if isinstance(genotype, tuple) and len(genotype) == 4: return validate_genotype(Genotype(*genotype))
@@ -118,14 +142,14 @@ def _check_pos_int(v, name, lo=1):
 
 class _Stacked(nn.Module):
     "Shared body of the CIFAR and ImageNet networks: the stack of cells, the auxiliary head and the classifier."
-    def _build_cells(self, genotype, C_pp, C_p, C_curr, layers, num_classes, auxiliary, reduction_prev, style):
+    def _build_cells(self, genotype, C_pp, C_p, C_curr, layers, num_classes, auxiliary, reduction_prev, style, node_inputs=None):
         self.cells = nn.ModuleList()
         self._aux_pos = 2 * layers // 3
         C_aux = None
         for i in range(layers):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction: C_curr *= 2
-            cell = Cell(genotype, C_pp, C_p, C_curr, reduction, reduction_prev)
+            cell = Cell(genotype, C_pp, C_p, C_curr, reduction, reduction_prev, node_inputs)
             reduction_prev = reduction
             self.cells.append(cell)
             C_pp, C_p = C_p, cell.multiplier * C_curr
@@ -145,14 +169,14 @@ class _Stacked(nn.Module):
 class NetworkCIFAR(_Stacked):
     "The DARTS CIFAR evaluation network: stem (3C), `layers` cells with reductions at layers//3 and 2·layers//3, classifier."
     def __init__(self, C: int, num_classes: int, layers: int, genotype, auxiliary: bool = False,
-                 drop_path_prob: float = 0.0, in_channels: int = 3, stem_multiplier: int = 3):
+                 drop_path_prob: float = 0.0, in_channels: int = 3, stem_multiplier: int = 3, node_inputs: Sequence[int] | None = None):
         super().__init__()
-        genotype = _resolve(genotype)
+        genotype = _resolve(genotype, node_inputs)
         for v, n in ((C, 'C'), (num_classes, 'num_classes'), (layers, 'layers'), (in_channels, 'in_channels')): _check_pos_int(v, n)
         self.genotype, self.drop_path_prob, self.auxiliary = genotype, float(drop_path_prob), bool(auxiliary)
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
-        self._build_cells(genotype, C_curr, C_curr, C, layers, num_classes, auxiliary, False, 'cifar')
+        self._build_cells(genotype, C_curr, C_curr, C, layers, num_classes, auxiliary, False, 'cifar', node_inputs)
 
     def forward(self, x):
         s = self.stem(x)
@@ -161,9 +185,9 @@ class NetworkCIFAR(_Stacked):
 class NetworkImageNet(_Stacked):
     "The DARTS ImageNet (mobile-setting) evaluation network: two stride-2 stems, `layers` cells, classifier."
     def __init__(self, C: int, num_classes: int, layers: int, genotype, auxiliary: bool = False,
-                 drop_path_prob: float = 0.0, in_channels: int = 3):
+                 drop_path_prob: float = 0.0, in_channels: int = 3, node_inputs: Sequence[int] | None = None):
         super().__init__()
-        genotype = _resolve(genotype)
+        genotype = _resolve(genotype, node_inputs)
         for v, n in ((C, 'C'), (num_classes, 'num_classes'), (layers, 'layers'), (in_channels, 'in_channels')): _check_pos_int(v, n)
         if C % 2: raise ValueError(f"NetworkImageNet needs an even C (its first stem has C/2 channels), got {C}")
         self.genotype, self.drop_path_prob, self.auxiliary = genotype, float(drop_path_prob), bool(auxiliary)
@@ -171,7 +195,7 @@ class NetworkImageNet(_Stacked):
             nn.Conv2d(in_channels, C // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C // 2), nn.ReLU(inplace=False),
             nn.Conv2d(C // 2, C, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C))
         self.stem1 = nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C))
-        self._build_cells(genotype, C, C, C, layers, num_classes, auxiliary, True, 'imagenet')
+        self._build_cells(genotype, C, C, C, layers, num_classes, auxiliary, True, 'imagenet', node_inputs)
 
     def forward(self, x):
         s0 = self.stem0(x)
@@ -227,17 +251,22 @@ class NetworkNB201(nn.Module):
 _STYLE_DEFAULTS = {'cifar': (36, 20), 'imagenet': (48, 14), 'nb201': (16, 5)}
 
 def build_network(genotype, style: str = 'cifar', C: int | None = None, layers: int | None = None, num_classes: int = 10,
-                  auxiliary: bool = False, in_channels: int = 3, drop_path_prob: float = 0.0) -> nn.Module:
-    "The evaluation network for `genotype` (Genotype, published name or text): style 'cifar', 'imagenet' or 'nb201'."
+                  auxiliary: bool = False, in_channels: int = 3, drop_path_prob: float = 0.0,
+                  node_inputs: Sequence[int] | None = None) -> nn.Module:
+    """The evaluation network for `genotype` (Genotype, published name or text): style 'cifar', 'imagenet' or 'nb201'.
+    `node_inputs`: how many consecutive genotype entries feed each intermediate node (default: 2 each, DARTS); seed 003's
+    XDARTS cells (§4.2) give node i `i + 2` inputs, e.g. `(2, 3, 4, 5)`."""
     if style not in _STYLE_DEFAULTS: raise ValueError(f"unknown network style {style!r}; expected one of {', '.join(_STYLE_DEFAULTS)}")
     C = _STYLE_DEFAULTS[style][0] if C is None else C
     layers = _STYLE_DEFAULTS[style][1] if layers is None else layers
-    g = _resolve(genotype)
+    g = _resolve(genotype, node_inputs)
     if style == 'nb201':
+        if node_inputs is not None: raise ValueError(f"node_inputs applies to the DARTS-style networks ('cifar', 'imagenet'), not to style 'nb201'")
         if auxiliary: raise ValueError("the NAS-Bench-201 network has no auxiliary head; use auxiliary=False")
         return NetworkNB201(C, layers, g, num_classes, in_channels, drop_path_prob)
     cls = NetworkCIFAR if style == 'cifar' else NetworkImageNet
-    return cls(C, num_classes, layers, g, auxiliary=auxiliary, drop_path_prob=drop_path_prob, in_channels=in_channels)
+    kw = {} if node_inputs is None else {'node_inputs': node_inputs}
+    return cls(C, num_classes, layers, g, auxiliary=auxiliary, drop_path_prob=drop_path_prob, in_channels=in_channels, **kw)
 
 def count_parameters(model: nn.Module, exclude_auxiliary: bool = True) -> int:
     "Number of parameters of `model`; by default without the auxiliary head (as the published counts)."

@@ -14,9 +14,10 @@ from torch import nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['PRIMITIVES', 'NB201_PRIMITIVES', 'OPS', 'TEXT_PRIMITIVES', 'SPACES', 'ReLUConvBN', 'DilConv', 'SepConv', 'Identity',
-           'Zero', 'Noise', 'FactorizedReduce', 'make_op', 'TextConv', 'cell_edges', 'SearchSpace', 'uniform_space',
-           'get_space']
+__all__ = ['PRIMITIVES', 'NB201_PRIMITIVES', 'OPS', 'TEXT_PRIMITIVES', 'S003_OPS', 'SPACES', 'S003_SPACE_OPS', 'ReLUConvBN',
+           'DilConv', 'SepConv', 'Identity', 'Zero', 'Noise', 'FactorizedReduce', 'make_op', 'TextConv', 'MaxPool5',
+           'AvgPool5', 'Residual', 'SqueezeExcite', 'mbconv_v1', 'mbconv_v2', 'fused_mbconv', 'cell_edges',
+           'SearchSpace', 'uniform_space', 'get_space']
 
 # %% ../nbs/04_ops.ipynb #77973499
 PRIMITIVES = ('none', 'max_pool_3x3', 'avg_pool_3x3', 'skip_connect',
@@ -141,6 +142,90 @@ for _k in (3, 5, 7):
 OPS['max_pool1d_3'] = _text_op(lambda C, affine, search: _pool1d('max', C, search))
 OPS['avg_pool1d_3'] = _text_op(lambda C, affine, search: _pool1d('avg', C, search))
 
+# %% ../nbs/04_ops.ipynb #5ff26f61
+class MaxPool5(nn.MaxPool2d):
+    "A 5×5 max pool (a class of its own: the supernet shares pooled outputs by pool type)."
+class AvgPool5(nn.AvgPool2d):
+    "A 5×5 average pool (a class of its own: the supernet shares pooled outputs by pool type)."
+
+def _pool5(kind, C, stride, search):
+    p = MaxPool5(5, stride=stride, padding=2) if kind == 'max' else AvgPool5(5, stride=stride, padding=2, count_include_pad=False)
+    return nn.Sequential(p, nn.BatchNorm2d(C, affine=False)) if search else p
+
+def _elementwise(layer, stride):
+    "An element-wise operation; on a reduction edge followed by a 1×1 stride-2 average pool (subsampling)."
+    return layer if stride == 1 else nn.Sequential(layer, nn.AvgPool2d(1, stride=2))
+
+class Residual(nn.Module):
+    "`x + body(x)`: the skip connection of the MBConv blocks (stride-1 edges only)."
+    def __init__(self, body: nn.Module):
+        super().__init__(); self.body = body
+    def forward(self, x): return x + self.body(x)
+
+class SqueezeExcite(nn.Module):
+    "Squeeze-and-excitation (Hu et al. 2018) as in EfficientNet: global pool → 1×1 conv → SiLU → 1×1 conv → sigmoid, rescaling channels."
+    def __init__(self, C: int, C_squeeze: int):
+        super().__init__()
+        self.pool, self.reduce = nn.AdaptiveAvgPool2d(1), nn.Conv2d(C, C_squeeze, 1)
+        self.act, self.expand, self.gate = nn.SiLU(inplace=False), nn.Conv2d(C_squeeze, C, 1), nn.Sigmoid()
+    def forward(self, x): return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
+
+def mbconv_v1(C, k, stride, affine=True, expand=6):
+    "MobileNetV2's inverted residual (Sandler et al. 2018): 1×1 expand → ReLU6 → k×k depthwise → ReLU6 → 1×1 project → BN."
+    E = C * expand
+    body = nn.Sequential(nn.Conv2d(C, E, 1, bias=False), nn.BatchNorm2d(E, affine=affine), nn.ReLU6(inplace=False),
+                         nn.Conv2d(E, E, k, stride=stride, padding=k // 2, groups=E, bias=False), nn.BatchNorm2d(E, affine=affine),
+                         nn.ReLU6(inplace=False), nn.Conv2d(E, C, 1, bias=False), nn.BatchNorm2d(C, affine=affine))
+    return Residual(body) if stride == 1 else body
+
+def mbconv_v2(C, k, stride, expand, affine=True, se_ratio=0.25):
+    "EfficientNet's MBConv (Tan & Le 2019): [1×1 expand → SiLU] → k×k depthwise → SiLU → squeeze-excite → 1×1 project → BN."
+    E = C * expand
+    layers = [] if expand == 1 else [nn.Conv2d(C, E, 1, bias=False), nn.BatchNorm2d(E, affine=affine), nn.SiLU(inplace=False)]
+    layers += [nn.Conv2d(E, E, k, stride=stride, padding=k // 2, groups=E, bias=False), nn.BatchNorm2d(E, affine=affine),
+               nn.SiLU(inplace=False), SqueezeExcite(E, max(1, int(C * se_ratio))),
+               nn.Conv2d(E, C, 1, bias=False), nn.BatchNorm2d(C, affine=affine)]
+    body = nn.Sequential(*layers)
+    return Residual(body) if stride == 1 else body
+
+def fused_mbconv(C, k, stride, expand, affine=True):
+    "EfficientNetV2's Fused-MBConv (Tan & Le 2021): k×k conv (expanding) → BN → SiLU → [1×1 project → BN]."
+    E = C * expand
+    layers = [nn.Conv2d(C, E, k, stride=stride, padding=k // 2, bias=False), nn.BatchNorm2d(E, affine=affine), nn.SiLU(inplace=False)]
+    if expand != 1: layers += [nn.Conv2d(E, C, 1, bias=False), nn.BatchNorm2d(C, affine=affine)]
+    body = nn.Sequential(*layers)
+    return Residual(body) if stride == 1 else body
+
+def _s003_ops():
+    "The operations of seed 003 Tables 4.1 and 4.2 that are not already in `OPS`."
+    new = {}
+    for k in (3, 5):
+        p = k // 2
+        new[f'conv_{k}x{k}'] = lambda C, stride, affine, search, k=k, p=p: nn.Conv2d(C, C, k, stride=stride, padding=p, bias=False)
+        new[f'dw_conv_{k}x{k}'] = lambda C, stride, affine, search, k=k, p=p: nn.Conv2d(C, C, k, stride=stride, padding=p, groups=C, bias=False)
+        new[f'min_conv_{k}x{k}'] = lambda C, stride, affine, search, k=k, p=p: nn.Sequential(
+            nn.Conv2d(C, C, k, stride=stride, padding=p, bias=False), nn.BatchNorm2d(C, affine=affine))
+        new[f'std_conv_{k}x{k}'] = lambda C, stride, affine, search, k=k, p=p: ReLUConvBN(C, C, k, stride, p, affine)
+        new[f'mbconv_{k}x{k}'] = lambda C, stride, affine, search, k=k: mbconv_v1(C, k, stride, affine)
+        for g in (1, 4, 6):
+            new[f'mbconv2_{k}x{k}_g{g}'] = lambda C, stride, affine, search, k=k, g=g: mbconv_v2(C, k, stride, g, affine)
+    for g in (1, 4, 6):
+        new[f'fused_mbconv_3x3_g{g}'] = lambda C, stride, affine, search, g=g: fused_mbconv(C, 3, stride, g, affine)
+    new['conv_9x1_1x9'] = lambda C, stride, affine, search: nn.Sequential(
+        nn.ReLU(inplace=False), nn.Conv2d(C, C, (1, 9), stride=(1, stride), padding=(0, 4), bias=False),
+        nn.Conv2d(C, C, (9, 1), stride=(stride, 1), padding=(4, 0), bias=False), nn.BatchNorm2d(C, affine=affine))
+    new['relu'] = lambda C, stride, affine, search: _elementwise(nn.ReLU(inplace=False), stride)
+    new['leaky_relu'] = lambda C, stride, affine, search: _elementwise(nn.LeakyReLU(0.01, inplace=False), stride)
+    new['sigmoid'] = lambda C, stride, affine, search: _elementwise(nn.Sigmoid(), stride)
+    new['tanh'] = lambda C, stride, affine, search: _elementwise(nn.Tanh(), stride)
+    new['batchnorm'] = lambda C, stride, affine, search: _elementwise(nn.BatchNorm2d(C, affine=affine), stride)
+    new['max_pool_5x5'] = lambda C, stride, affine, search: _pool5('max', C, stride, search)
+    new['avg_pool_5x5'] = lambda C, stride, affine, search: _pool5('avg', C, stride, search)
+    return new
+
+S003_OPS = _s003_ops()
+OPS.update(S003_OPS)
+
 # %% ../nbs/04_ops.ipynb #96c28c89
 def cell_edges(n_nodes: int, n_inputs: int = 2) -> list[tuple[int, int]]:
     "The `(src, dst)` pairs of a cell, in DARTS order."
@@ -239,3 +324,25 @@ def get_space(name: str | SearchSpace, n_nodes: int | None = None) -> SearchSpac
         if key not in SPACES: raise ValueError(f"unknown search space {name!r}; expected one of {', '.join(SPACES)}")
         sp = SPACES[key]
     return sp if n_nodes is None or n_nodes == sp.n_nodes else sp.with_nodes(n_nodes)
+
+# %% ../nbs/04_ops.ipynb #22cf241b
+S003_SPACE_OPS = {
+    'icdarts_ops1': ('skip_connect', 'max_pool_3x3', 'avg_pool_3x3', 'conv_3x3', 'conv_5x5', 'dw_conv_3x3', 'dw_conv_5x5',
+                     'relu', 'leaky_relu', 'sigmoid', 'tanh', 'batchnorm'),
+    'icdarts_ops2': ('skip_connect', 'max_pool_3x3', 'avg_pool_3x3', 'min_conv_3x3', 'min_conv_5x5', 'std_conv_3x3',
+                     'std_conv_5x5', 'conv_7x1_1x7', 'conv_9x1_1x9'),
+    'icdarts_ops3': ('skip_connect', 'max_pool_3x3', 'avg_pool_3x3', 'sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3', 'dil_conv_5x5'),
+    'icdarts_ops4': ('skip_connect', 'max_pool_3x3', 'avg_pool_3x3', 'mbconv_3x3', 'mbconv2_3x3_g1', 'fused_mbconv_3x3_g1'),
+    'icdarts_dynamic': ('relu', 'leaky_relu', 'sigmoid', 'tanh', 'batchnorm', 'skip_connect', 'conv_3x3', 'conv_5x5',
+                        'max_pool_3x3', 'max_pool_5x5', 'avg_pool_3x3', 'avg_pool_5x5', 'min_conv_3x3', 'min_conv_5x5',
+                        'std_conv_3x3', 'std_conv_5x5', 'conv_7x1_1x7', 'conv_9x1_1x9', 'sep_conv_3x3', 'sep_conv_5x5',
+                        'dil_conv_3x3', 'dil_conv_5x5', 'mbconv_3x3', 'mbconv_5x5',
+                        'mbconv2_3x3_g1', 'mbconv2_3x3_g4', 'mbconv2_3x3_g6', 'mbconv2_5x5_g1', 'mbconv2_5x5_g4', 'mbconv2_5x5_g6',
+                        'fused_mbconv_3x3_g1', 'fused_mbconv_3x3_g4', 'fused_mbconv_3x3_g6'),
+}
+_S003_DESC = {'icdarts_ops1': 'seed 003 Table 4.1 space 1: basic operations (+ identity, pools)',
+              'icdarts_ops2': 'seed 003 Table 4.1 space 2: simple (NASNet-era) convolutions (+ identity, pools)',
+              'icdarts_ops3': 'seed 003 Table 4.1 space 3: the DARTS operations without zero (ICDARTS V1)',
+              'icdarts_ops4': 'seed 003 Table 4.1 space 4: MBConv blocks (+ identity, pools)',
+              'icdarts_dynamic': 'seed 003 Table 4.2: the combined pool of the dynamic tournament search (33 operations)'}
+SPACES.update({k: uniform_space(k, v, description=_S003_DESC[k]) for k, v in S003_SPACE_OPS.items()})
