@@ -184,6 +184,11 @@ def _check_method(method, neumann_steps, fd_eps):
         raise ValueError(f"neumann_steps must be an int >= 0, got {neumann_steps!r}")
     if not (isinstance(fd_eps, (int, float)) and fd_eps > 0): raise ValueError(f"fd_eps must be a number > 0, got {fd_eps!r}")
 
+def _check_implicit(implicit, method):
+    if not isinstance(implicit, bool): raise ValueError(f"implicit must be True or False, got {implicit!r}")
+    if implicit and method != 'neumann':
+        raise ValueError(f"implicit=True is an option of the 'neumann' method (iDARTS eq. 6.9), not of {method!r}")
+
 def _target_index(levels: Sequence[Level], target) -> int:
     if isinstance(target, Level): target = target.name
     for k, lv in enumerate(levels):
@@ -209,8 +214,10 @@ def _P(levels, ups: Mapping[int, dict], below: int, override: tuple[int, dict] |
         else: P[lv.name] = lv.named
     return P
 
-def _unroll(levels, i: int, batches, graph: bool = False) -> dict[int, dict[str, Tensor]]:
-    "One virtual step for each level j < i, bottom-up: theta'_j = theta_j - xi_j (s_j grad L_j + wd_j theta_j)."
+def _unroll(levels, i: int, batches, graph: bool = False, step: bool = True) -> dict[int, dict[str, Tensor]]:
+    """One virtual step for each level j < i, bottom-up: theta'_j = theta_j - xi_j (s_j grad L_j + wd_j theta_j).
+    `step=False`: no step, theta'_j = a detached copy of theta_j (the implicit hypergradient at the current point)."""
+    if not step: return {j: {n: p.detach().clone().requires_grad_() for n, p in levels[j].named.items()} for j in range(i)}
     ups = {}
     for j in range(i):
         lv = levels[j]
@@ -262,8 +269,9 @@ def _neumann_vjp(levels, j, ups, batches, v, xs, K):
     if d is None: return [torch.zeros_like(x) for x in xs]
     return [-s*gx for gx in _grad(d, xs)]
 
-def _hypergrad(levels, i: int, batches, method: str, neumann_steps: int, fd_eps: float):
-    "(list of gradients aligned with levels[i].named, loss value) — see the Markdown above for the semantics."
+def _hypergrad(levels, i: int, batches, method: str, neumann_steps: int, fd_eps: float, implicit: bool = False):
+    """(list of gradients aligned with levels[i].named, loss value) — see the Markdown above for the semantics.
+    `implicit`: for 'neumann', no virtual step — every term at the lower levels' current parameters (iDARTS eq. 6.9)."""
     tgt = list(levels[i].named.values())
     method = levels[i].method or method                 # a level may override the problem's method
     if i == 0 or method == 'first_order':
@@ -273,7 +281,7 @@ def _hypergrad(levels, i: int, batches, method: str, neumann_steps: int, fd_eps:
         ups = _unroll(levels, i, batches, graph=True)
         L = _eval(levels[i], _P(levels, ups, i), batches[i])
         return [g.detach() for g in _grad(L, tgt)], L.detach()
-    ups = _unroll(levels, i, batches)
+    ups = _unroll(levels, i, batches, step=not (implicit and method == 'neumann'))
     L = _eval(levels[i], _P(levels, ups, i), batches[i])
     low = [t for j in range(i) for t in ups[j].values()]
     gs = _grad(L, tgt + low)
@@ -293,12 +301,14 @@ def _hypergrad(levels, i: int, batches, method: str, neumann_steps: int, fd_eps:
     return [g.detach() for g in g_t], L.detach()
 
 def hypergradient(levels: Sequence[Level], target, batches: Mapping | None = None, method: str = 'finite_difference',
-                  neumann_steps: int = 5, fd_eps: float = 0.01) -> dict[str, Tensor]:
-    "The (hyper)gradient of level `target`'s loss w.r.t. its parameters, through one-step unrolls of the levels below it."
+                  neumann_steps: int = 5, fd_eps: float = 0.01, implicit: bool = False) -> dict[str, Tensor]:
+    """The (hyper)gradient of level `target`'s loss w.r.t. its parameters, through one-step unrolls of the levels below it
+    (`implicit=True` with 'neumann': at the lower levels' current parameters, no unroll — iDARTS eq. 6.9)."""
     levels = _check_levels(levels)
     _check_method(method, neumann_steps, fd_eps)
+    _check_implicit(implicit, method)
     i = _target_index(levels, target)
-    gs, _ = _hypergrad(levels, i, _batch_list(levels, batches), method, neumann_steps, fd_eps)
+    gs, _ = _hypergrad(levels, i, _batch_list(levels, batches), method, neumann_steps, fd_eps, implicit)
     return dict(zip(levels[i].named, gs))
 
 # %% ../nbs/08_mlo.ipynb #fc79e3f9
@@ -320,9 +330,11 @@ class MLOProblem:
     "A multilevel optimization: a chain of `Level`s (bottom to top) and the hypergradient method used to update them."
     def __init__(self, levels: Sequence[Level], method: str = 'finite_difference', neumann_steps: int = 5,
                  fd_eps: float = 0.01, order: str = 'top_down', on_step: Callable | None = None,
-                 before_update: Callable | None = None, after_update: Callable | None = None):
+                 before_update: Callable | None = None, after_update: Callable | None = None, implicit: bool = False):
         self.levels = _check_levels(levels)
         _check_method(method, neumann_steps, fd_eps)
+        _check_implicit(implicit, method)
+        self.implicit = implicit
         if isinstance(order, str):
             if order not in ORDERS: raise ValueError(f"unknown order {order!r}; expected one of {', '.join(ORDERS)} or a sequence of level names")
         else:                                            # an explicit update order: every level's name exactly once
@@ -373,7 +385,7 @@ class MLOProblem:
         "The (hyper)gradient of `level` (a name) with this problem's method; missing batches are drawn from `data`."
         i = _target_index(self.levels, level)
         bs = self._batches(self._need([i]), batches)
-        gs, _ = _hypergrad(self.levels, i, bs, self.method, self.neumann_steps, self.fd_eps)
+        gs, _ = _hypergrad(self.levels, i, bs, self.method, self.neumann_steps, self.fd_eps, self.implicit)
         return dict(zip(self.levels[i].named, gs))
 
     def step(self, batches: Mapping | None = None) -> dict:
@@ -390,7 +402,7 @@ class MLOProblem:
         for k in seq:
             lv = self.levels[k]
             if self.before_update is not None: self.before_update(self, lv.name)
-            gs, loss = _hypergrad(self.levels, k, bs, self.method, self.neumann_steps, self.fd_eps)
+            gs, loss = _hypergrad(self.levels, k, bs, self.method, self.neumann_steps, self.fd_eps, self.implicit)
             ps = list(lv.named.values())
             for p, g in zip(ps, gs): p.grad = (-g if lv.maximize else g).to(p.dtype)
             if lv.grad_clip is not None: torch.nn.utils.clip_grad_norm_(ps, float(lv.grad_clip))
