@@ -10,7 +10,7 @@ import torch
 torch.set_num_threads(1 if XDIST else max(1, min(2, torch.get_num_threads())))
 
 # The longest tests first, so that under `--dist worksteal` the other worker takes everything else meanwhile.
-LONG_FIRST = ('test_every_experiment_notebook_runs_at_ci_scale', 'test_demo_notebook_runs_then_skips_then_forces',
+LONG_FIRST = ('test_every_experiment_notebook_runs_at_ci_scale', 'test_seed_experiment_notebooks_run_at_ci_scale', 'test_demo_notebook_runs_then_skips_then_forces',
               'test_lbg_benchmark_suite_runs_quick', 'test_iuc_benchmark_suite_runs_quick', 'test_same_seed_same_numbers')
 
 def pytest_collection_modifyitems(config, items):
