@@ -14,7 +14,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: reproduce test pytest nbtest nb venv dev bench bench-bounds bench-dsrna bench-sanas bench-text bench-lbg bench-iuc bench-seeds clean-outputs
+.PHONY: reproduce test pytest nbtest nb venv dev bench bench-bounds bench-dsrna bench-sanas bench-text bench-lbg bench-iuc bench-seeds bench-robbench clean-outputs
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,10 @@ bench-iuc: $(VENV)/.base-installed
 # the neighbouring methods of seeds 003/004 (issue 18) against second-order DARTS (run alone)
 bench-seeds: $(VENV)/.base-installed
 	$(PY) benchmarks/bench_iteration.py --suite seeds
+
+# seed 002's robustness dataset: NB-201 architectures trained and attacked per minute (run alone); benchmarks/results_robbench.md
+bench-robbench: $(VENV)/.base-installed
+	$(PY) benchmarks/bench_robbench.py
 
 clean-outputs:
 	rm -rf outputs/ci outputs/cpu outputs/paper outputs/REPORT.md

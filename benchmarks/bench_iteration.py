@@ -135,6 +135,12 @@ def child(mode, c):
         res = _iuc_child(c, t0)
         print(TAG + json.dumps(res), flush=True)
         return
+    if mode in ('cdarts', 'icdarts'):        # the one-off pre-training (780 steps) and E's warm-up (390) are not iterations
+        kw['extension'] = dict(pretrain_steps=0, S_E=0)
+    if mode == 'darts_latency':              # the same for its ICDARTS base
+        kw['extension'] = dict(icdarts=dict(pretrain_steps=0, S_E=0))
+    if mode in ('nsas', 'en2as'):            # the search on the trained supernet (1,000 candidates at paper) is not an iteration
+        kw['extension'] = dict(n_candidates=2, population=2, tournament=1, val_batches=1)
     if mode == 'pcdarts':
         import trustnas_nb.core as core      # the paper preset's PC-DARTS warm-up would freeze α for the whole epoch
         core.PRESETS['paper']['pcdarts'] = dict(core.PRESETS['paper']['pcdarts'], warmup_epochs=0, batch_size=c['batch'])

@@ -335,9 +335,10 @@ def train_supernet(net, sampler: str, train_dl, val_dl, epochs: int, P: Mapping,
     bar = tqdm(range(epochs), desc=f'one-shot ({sampler}{", NSAS" if beta > 0 else ""})', disable=not progress, leave=False)
     t_start = time.perf_counter(); val_iter = iter(val_dl)
     for ep in bar:
-        net.train(); tl, n = 0.0, 0
+        net.train(); tl, n, step_s = 0.0, 0, []
         for step, bt in enumerate(train_dl):                        # every training batch, however large the validation half
             if max_steps is not None and step >= max_steps: break
+            ts = time.perf_counter()
             x, y = bt[0].to(dev), bt[1].to(dev)
             if sampler == 'gdas':                                   # α step on the validation half, then w on the training half
                 bv = next(val_iter, None)
@@ -355,6 +356,7 @@ def train_supernet(net, sampler: str, train_dl, val_dl, epochs: int, P: Mapping,
             torch.nn.utils.clip_grad_norm_(net.weights(), 5.0)
             w_opt.step()
             if archive is not None: archive.update(arch)
+            step_s.append(time.perf_counter() - ts)                 # one supernet step (the probes below are measurements)
             trace['paths'].append(arch)
             tl += loss; n += 1; step_no += 1
             if every:
@@ -366,7 +368,7 @@ def train_supernet(net, sampler: str, train_dl, val_dl, epochs: int, P: Mapping,
                     for i, f in enumerate(fixed): trace['fixed'].append(dict(step=step_no, arch=i, acc=_path_accuracy(net, f, *probe)))
         sched.step()
         row = dict(stage=0, epoch=ep + 1, layers=len(net.cells), train_loss=tl / max(n, 1), lr=w_opt.param_groups[0]['lr'],
-                   seconds=time.perf_counter() - t_start, phase='supernet', sampler=sampler, nsas=beta > 0)
+                   seconds=time.perf_counter() - t_start, phase='supernet', sampler=sampler, nsas=beta > 0, step_seconds=step_s)
         if archive is not None: row.update(archive_diversity=archive.diversity(), archive_replacements=archive.replacements)
         if nov is not None:
             es = [h['novelty'] for h in nov.history if h['phase'] == 'es']

@@ -142,7 +142,8 @@ def run_notebook(nb: Path, outdir: Path, params: dict, progress: bool = True, ti
 # Experiment notebooks that reuse the memoized searches and retrainings of another (`outputs/<scale>/_cache`): with
 # --jobs > 1 they start only after it has finished (when it runs in the same batch), so that nothing is computed twice.
 NEEDS = {'table1_2_darts_family': ('table1_1_robust_cifar',), 'table1_3_transfer': ('table1_1_robust_cifar',),
-         'table4_2_sanas_transfer': ('table4_1_sanas_images',)}
+         'table4_2_sanas_transfer': ('table4_1_sanas_images',),
+         's002_table1_robust_nas': ('s002_robustness_dataset',)}      # reads the robustness table the other one builds
 
 def _last_seconds(outdir: Path) -> float:
     "How long the last run into `outdir` took (`run.json`), 0 when there is none."
