@@ -13,7 +13,9 @@
   soft pseudo-captions, the encoder's α through both unrolls) against one second-order DARTS iteration of the same
   encoder supernet; target 2x time and memory; and captions decoded per second with beam 3, results_iuc.md.
 * `--suite seeds` (issue 18, seeds 003/004): one search iteration of each neighbouring method (CDARTS, ICDARTS, DARTS
-  with the latency penalty, iDARTS, BaLeNAS; the single-path drivers NSAS and EN2AS: one supernet step) against one
+  with the latency penalty, iDARTS, BaLeNAS; the single-path drivers NSAS and EN2AS: one supernet step; E2NAS: one
+  latent-space step with its supernet training, timed per epoch by the driver; the tournament's iterations are ICDARTS
+  iterations on fewer operations, so it has no row of its own) against one
   second-order DARTS iteration, at the `paper` presets of each method on a smaller supernet than DARTS' (C=16, 5 cells,
   16x16 inputs, batch 32), results_seeds.md. No targets: the seeds give GPU-days on other hardware (in the table).
 
@@ -73,7 +75,7 @@ SUITES = {   # modes, time targets (x DARTS 2nd), memory target, iterations, sta
                 thesis='The thesis gives no search cost for IUC. Target (the issue): one IUC-E iteration within 2x one DARTS (2nd) '
                        'iteration of the same encoder supernet, memory within 2x; the decoders (attention LSTM, embedding 32, '
                        'hidden 64, captions of the embedded shapes scenes, 23 steps) are small beside the 8-cell encoder.'),
-    'seeds': dict(modes=('darts_2nd', 'cdarts', 'icdarts', 'darts_latency', 'idarts', 'balenas', 'nsas', 'en2as'), targets={},
+    'seeds': dict(modes=('darts_2nd', 'cdarts', 'icdarts', 'darts_latency', 'idarts', 'balenas', 'nsas', 'en2as', 'e2nas'), targets={},
                   mem=2.0, steps=4, stat='median', title='Neighbouring methods (seeds 003/004): search-iteration benchmark',
                   full=dict(C=16, layers=5, nodes=4, image=16, batch=32),
                   thesis='The seeds report search costs on their own GPUs (003: ICDARTS, Tables 3.2-3.7; 004: EN2AS 0.1, NSAS 0.3-0.4, '
@@ -141,12 +143,16 @@ def child(mode, c):
         kw['extension'] = dict(icdarts=dict(pretrain_steps=0, S_E=0))
     if mode in ('nsas', 'en2as'):            # the search on the trained supernet (1,000 candidates at paper) is not an iteration
         kw['extension'] = dict(n_candidates=2, population=2, tournament=1, val_batches=1)
+    if mode == 'e2nas':                      # the VGAE's one-off training is not an iteration; one latent-space step per epoch
+        kw['extension'] = dict(vgae_archs=200, vgae_epochs=2, val_batches=1); over['epochs'] = c['steps']
     if mode == 'pcdarts':
         import trustnas_nb.core as core      # the paper preset's PC-DARTS warm-up would freeze α for the whole epoch
         core.PRESETS['paper']['pcdarts'] = dict(core.PRESETS['paper']['pcdarts'], warmup_epochs=0, batch_size=c['batch'])
     r = run_search(mode, c.get('space', 'darts'), scale='paper', seed=0, progress=False, **over, **kw)
     # a DARTS-loop method logs its iterations in the epoch's row; a driver (single-path one-shot) in every row that has them
-    st = r.history[-1]['step_seconds'] if 'step_seconds' in r.history[-1] else [s for h in r.history for s in h.get('step_seconds', [])]
+    flat = lambda v: list(v) if isinstance(v, (list, tuple)) else [] if v is None else [float(v)]   # E2NAS: one mean per epoch
+    st = r.history[-1]['step_seconds'] if isinstance(r.history[-1].get('step_seconds'), list) else \
+         [s for h in r.history for s in flat(h.get('step_seconds'))]
     if len(st) < 2: raise SystemExit(f'{mode}: the search logged {len(st)} per-iteration times (step_seconds); need >= 2')
     res = dict(mode=mode, steps=st, total_s=time.perf_counter() - t0, peak_rss=_peak_rss_bytes(),
                supernet_params=r.supernet_params, threads=torch.get_num_threads())

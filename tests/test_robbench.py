@@ -209,3 +209,16 @@ def test_neighbours_budget_and_drawing():
     ax = rb.draw_cell(A[0])
     assert {t.get_text() for t in ax.texts} >= {'in', 'out', '1', '2'}
     assert rb.seed_table('s002_optimum')['seed_value'].iloc[0] == 94.68
+
+def test_robbench_benchmark_runs_quick(tmp_path):
+    "benchmarks/bench_robbench.py at ci scale on 2 cells: it runs and reports a positive rate and the whole-space estimate."
+    import re, subprocess, sys
+    from pathlib import Path
+    bench = Path(__file__).resolve().parents[1]/'benchmarks'/'bench_robbench.py'
+    out = tmp_path/'r.md'
+    r = subprocess.run([sys.executable, str(bench), '--scale', 'ci', '--n', '2', '--threads', '1', '--out', str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    md = out.read_text()
+    rate = float(re.search(r'\*\*([0-9.]+) architectures per minute\*\*', md).group(1))
+    assert rate > 0 and 'All 6466 unique cells' in md and md.count('| `|') == 2
