@@ -99,5 +99,5 @@ def test_scst_loss_follows_the_reward_advantage():
     loss, info = scst_loss(m, x, refs, vocab, reward, max_len=3, generator=torch.Generator().manual_seed(0))
     assert loss.requires_grad and set(info) == {'reward', 'baseline'}
     zero, _ = scst_loss(m, x, refs, vocab, lambda c, r: [1.0] * len(c), max_len=3)       # equal rewards: no signal
-    assert float(zero) == 0.0
+    assert float(zero.detach()) == 0.0
     with pytest.raises(ValueError, match='4 images but 3 reference lists'): scst_loss(m, x, refs[:3], vocab, reward)
