@@ -445,8 +445,8 @@ def _not_reproduced(found: dict[str, list[Path]]) -> list[str]:
     lines += ['- **The scale.** The thesis trained on GPUs for hours to days per table; `paper` scale (its hyperparameters, '
               'datasets and network sizes) needs a GPU. At `cpu` scale the networks, data and epochs are shrunk (never the '
               'algorithms), so accuracies are far below the thesis\' and only trends and relative claims can be judged.',
-              '- **Pretrained weights.** Nothing is fetched offline: where the thesis starts from pretrained models, the '
-              'runs here start from scratch (each notebook says where).']
+              '- **Pretrained weights.** Nothing is downloaded at run time, so no published pretrained weights are used; '
+              'networks are trained here from their initialisation.']
     ref = []
     for scale, exps in found.items():
         for d in exps:
