@@ -33,10 +33,14 @@ def test_demo_notebook_runs_then_skips_then_forces(tmp_path):
     assert (d/'executed.ipynb').is_file() and json.loads((d/'run.json').read_text())['status'] == 'ok'
     report = (tmp_path/'REPORT.md').read_text()
     assert 'demo_digits_cnn' in report and 'test_acc_mean' in report and '*complete*' in report
+    batch = json.loads((tmp_path/'ci'/'reproduce.json').read_text())      # the batch's elapsed time, in the report too
+    assert batch['notebooks'] == {'demo_digits_cnn': 'ran'} and batch['elapsed_seconds'] >= json.loads((d/'run.json').read_text())['seconds'] - 1
+    assert 'elapsed** ' in report and '1 of 1 notebooks ran' in report
     mtime = (d/'tables'/'summary.csv').stat().st_mtime_ns
     r2 = _cli('reproduce', '--scale', 'ci', '--only', 'demo_digits_cnn', '--outputs', str(tmp_path), '--no-progress')
     assert r2.returncode == 0 and 'skipped' in r2.stdout, r2.stdout
     assert (d/'tables'/'summary.csv').stat().st_mtime_ns == mtime        # untouched
+    assert json.loads((tmp_path/'ci'/'reproduce.json').read_text()) == batch   # a batch that ran nothing keeps the last record
     r3 = _cli('reproduce', '--scale', 'ci', '--only', 'demo_digits_cnn', '--outputs', str(tmp_path), '--no-progress', '--force')
     assert r3.returncode == 0 and ' ran ' in r3.stdout, r3.stdout
     assert (d/'tables'/'summary.csv').stat().st_mtime_ns != mtime
@@ -199,6 +203,21 @@ def test_parallel_jobs_start_the_longest_last_measured_first(tmp_path, monkeypat
     assert [r.notebook for r in res] == ['a_short', 'b_long', 'c_longest', 'd_new']      # results in discovery order
     assert set(started[:2]) == {'c_longest', 'b_long'} and started[2:] == ['a_short', 'd_new']
     assert R._last_seconds(tmp_path/'nowhere') == 0.0
+
+def test_parallel_jobs_start_the_longest_chain_and_fall_back_to_the_committed_run(tmp_path, monkeypatch):
+    "A notebook others wait for counts their time too; without a run.json of its own, the committed outputs' one is used."
+    import trustnas_nb.reproduce as R
+    repo = tmp_path/'repo'; monkeypatch.setattr(R, 'repo_root', lambda: repo)
+    for name, secs in (('b_mid', 60.0), ('c_after_a', 50.0), ('a_first', 20.0)):
+        d = repo/'outputs'/'ci'/name; d.mkdir(parents=True); (d/'run.json').write_text(json.dumps(dict(seconds=secs)))
+    monkeypatch.setattr(R, 'NEEDS', {'c_after_a': ('a_first',)})
+    todo = [dict(nb=Path(f'{n}.ipynb'), out=tmp_path/'out'/'ci'/n, group='g') for n in ('a_first', 'b_mid', 'c_after_a', 'd_new')]
+    assert R._last_seconds(todo[1]['out']) == 60.0                       # from the committed run
+    order = [it['nb'].stem for it in sorted(todo, key=lambda it: R._schedule_key(it, todo))]
+    assert order == ['a_first', 'b_mid', 'c_after_a', 'd_new']            # chain 20 + 50 = 70 > 60
+    for it in todo: it['out'] = tmp_path/'elsewhere'/'cpu'/it['nb'].stem   # nothing measured at this scale
+    order = [it['nb'].stem for it in sorted(todo, key=lambda it: R._schedule_key(it, todo))]
+    assert order[0] == 'a_first'                                          # the one others wait for starts first
 
 def test_parallel_jobs_wait_for_the_notebook_whose_cache_they_reuse(tmp_path, monkeypatch):
     "NEEDS: a notebook that reuses another's memoized runs starts only after that one has finished."

@@ -7,7 +7,7 @@ Docs: https://trustnas.github.io/trustnas-nb/reproduce.html.md"""
 
 # %% ../nbs/03_reproduce.ipynb #6f76b115
 from __future__ import annotations
-import argparse, fnmatch, hashlib, json, os, re, sys, tempfile, time, traceback
+import argparse, datetime, fnmatch, hashlib, json, os, re, sys, tempfile, time, traceback
 from concurrent.futures import ThreadPoolExecutor, FIRST_COMPLETED, wait
 from dataclasses import dataclass, asdict, field
 from typing import Sequence
@@ -146,9 +146,23 @@ NEEDS = {'table1_2_darts_family': ('table1_1_robust_cifar',), 'table1_3_transfer
          's002_table1_robust_nas': ('s002_robustness_dataset',)}      # reads the robustness table the other one builds
 
 def _last_seconds(outdir: Path) -> float:
-    "How long the last run into `outdir` took (`run.json`), 0 when there is none."
-    try: return float(json.loads((Path(outdir)/'run.json').read_text()).get('seconds') or 0)
-    except (OSError, ValueError, TypeError, AttributeError): return 0.0
+    """How long the last run into `outdir` took (`run.json`); when there is none, the committed run of the same
+    notebook at the same scale (`<repo>/outputs/<scale>/<name>/run.json`); 0 when neither exists."""
+    outdir = Path(outdir)
+    for d in (outdir, repo_root()/'outputs'/outdir.parent.name/outdir.name):
+        try: return float(json.loads((d/'run.json').read_text()).get('seconds') or 0)
+        except (OSError, ValueError, TypeError, AttributeError): continue
+    return 0.0
+
+def _schedule_key(it: dict, todo: list[dict]) -> tuple:
+    """Start order for parallel runs: the longest chain first (a notebook's expected time plus the longest chain of the
+    notebooks that wait for it, `NEEDS`), then the notebooks others wait for, so the jobs end together."""
+    def chain(x, seen=()):
+        k = (x['group'], x['nb'].stem)
+        after = [y for y in todo if x['nb'].stem in NEEDS.get(y['nb'].stem, ()) and y['group'] == x['group'] and k not in seen]
+        return _last_seconds(x['out']) + max((chain(y, seen + (k,)) for y in after), default=0.0)
+    waiters = sum(it['nb'].stem in NEEDS.get(y['nb'].stem, ()) and y['group'] == it['group'] for y in todo)
+    return (-chain(it), -waiters)
 
 def last_event(path: str | Path) -> dict | None:
     "The last complete event of a `progress.jsonl` file (None when there is none yet)."
@@ -274,7 +288,8 @@ def reproduce(scale: str | Sequence[str] | None = None, only: str | None = None,
                 done, why = is_complete(out, nb, params)
                 if done and not force: results.append(RunResult(nb.stem, 'skipped', 0.0, 'complete', str(out)))
                 else: todo.append(dict(nb=nb, out=out, params=params, label=label, group=(root, st.scale), why=why))
-    if jobs > 1 or backend == 'ray': todo.sort(key=lambda it: -_last_seconds(it['out']))   # longest first: the jobs end together
+    if jobs > 1 or backend == 'ray': todo.sort(key=lambda it: _schedule_key(it, todo))   # longest chain first: the jobs end together
+    t_start, stamp_start = time.time(), datetime.datetime.now().isoformat(timespec='seconds')
     desc = f"reproduce[{','.join(str(s) for s in scales if s) or load_settings(outputs_dir=outputs_dir).scale}]"
     bar = tqdm(total=len(todo), desc=desc, unit='nb', disable=not progress or not todo)
     expected = {it['label']: _last_seconds(it['out']) for it in todo}     # before run.json is rewritten
@@ -314,11 +329,26 @@ def reproduce(scale: str | Sequence[str] | None = None, only: str | None = None,
     finally:
         if progress and todo: mon.__exit__()
         bar.close()
+        _write_batch(todo, results, t_start, stamp_start, jobs, backend)
         for root in roots: write_report(root)
     order = {nb.stem: i for i, nb in enumerate(nbs)}
     return sorted(results, key=lambda r: (str(Path(r.outdir).parent.parent), order.get(r.notebook, 0)))
 
 # %% ../nbs/03_reproduce.ipynb #18073697
+def _write_batch(todo: list[dict], results: list, t_start: float, started: str, jobs: int, backend: str):
+    """Record the elapsed time of this batch, per outputs folder and scale, in `<root>/<scale>/reproduce.json` (the
+    report's measured wall time of a whole reproduction); only where this batch ran notebooks."""
+    ran = {}
+    for it in todo: ran.setdefault(it['group'], []).append(it['nb'].stem)
+    status = {(str(Path(r.outdir).parent.parent), Path(r.outdir).parent.name, r.notebook): r.status for r in results}
+    for (root, scale), names in ran.items():
+        d = Path(root)/scale; d.mkdir(parents=True, exist_ok=True)
+        st = {n: status.get((str(root), scale, n), 'not finished') for n in names}
+        (d/'reproduce.json').write_text(json.dumps(dict(
+            started=started, elapsed_seconds=round(time.time() - t_start, 1), jobs=jobs, backend=backend,
+            cpus=os.cpu_count(), commit=git_commit(), notebooks=st,
+            skipped=sorted(r.notebook for r in results if r.status == 'skipped' and Path(r.outdir).parent == d)), indent=1))
+
 def _read(p: Path) -> str:
     try: return p.read_text(encoding='utf-8')
     except OSError: return ''
@@ -414,8 +444,18 @@ def _verdict_summary(found: dict[str, list[Path]]) -> list[str]:
         df = pd.concat([df, pd.DataFrame([dict(chapter='**all**', **df.drop(columns='chapter').sum().to_dict())])], ignore_index=True)
         df['wall time'] = [_clock(float(s)) for s in df.pop('seconds')]
         df['experiments'] = [f'{int(c)}/{int(e)} complete' for c, e in zip(df.pop('complete'), df['experiments'])]
-        lines += [f'**Scale `{scale}`** — total notebook wall time {df["wall time"].iloc[-1]} (sum over notebooks; with '
-                  f'`--jobs 2` the elapsed time is about half).', '', df_to_markdown(df), '']
+        lines += [f'**Scale `{scale}`** — total notebook wall time {df["wall time"].iloc[-1]} (sum over notebooks).', '']
+        b = exps[0].parent/'reproduce.json'
+        try: b = json.loads(b.read_text()) if b.is_file() else None
+        except ValueError: b = None
+        if b:
+            st = b.get('notebooks', {})
+            ok = sum(v == 'ran' for v in st.values())
+            lines += [f'Last `trustnas reproduce` at this scale: **{_clock(float(b.get("elapsed_seconds", 0)))} elapsed** '
+                      f'(started {b.get("started", "?")}, {b.get("jobs", "?")} jobs on {b.get("cpus", "?")} CPUs, backend '
+                      f'{b.get("backend", "?")}, commit `{str(b.get("commit", "?"))[:12]}`): {ok} of {len(st)} notebooks ran'
+                      + (f', {len(b["skipped"])} were already complete and skipped' if b.get('skipped') else '') + '.', '']
+        lines += [df_to_markdown(df), '']
     return lines
 
 def _data_present(root: Path) -> dict[str, bool]:
