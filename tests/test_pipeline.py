@@ -219,6 +219,22 @@ def test_parallel_jobs_start_the_longest_chain_and_fall_back_to_the_committed_ru
     order = [it['nb'].stem for it in sorted(todo, key=lambda it: R._schedule_key(it, todo))]
     assert order[0] == 'a_first'                                          # the one others wait for starts first
 
+def test_parallel_jobs_start_the_notebook_others_wait_for_first(tmp_path, monkeypatch):
+    "Nothing measured yet: through reproduce itself, the notebook others need starts first although it sorts last by name."
+    import threading, trustnas_nb.reproduce as R
+    monkeypatch.setattr(R, 'repo_root', lambda: tmp_path/'repo')
+    nbs = tmp_path/'exps'; nbs.mkdir()
+    for name in ('a_waits', 'b_other', 'c_other', 'z_needed'): _nb(nbs/f'{name}.ipynb', PARAMS, 'pass')
+    monkeypatch.setattr(R, 'NEEDS', {'a_waits': ('z_needed',)})
+    started, lock = [], threading.Lock()
+    def fake(nb, out, params, progress=True, timeout=None):
+        with lock: started.append(nb.stem)
+        time.sleep(0.2)
+        return R.RunResult(nb.stem, 'ran', 0.2, '', str(out))
+    monkeypatch.setattr(R, 'run_notebook', fake)
+    reproduce(scale='ci', outputs_dir=tmp_path/'out', nbs_dir=nbs, progress=False, jobs=2)
+    assert started[0] == 'z_needed' and started.index('a_waits') > started.index('z_needed'), started
+
 def test_parallel_jobs_wait_for_the_notebook_whose_cache_they_reuse(tmp_path, monkeypatch):
     "NEEDS: a notebook that reuses another's memoized runs starts only after that one has finished."
     import threading, trustnas_nb.reproduce as R

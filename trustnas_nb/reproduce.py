@@ -288,7 +288,9 @@ def reproduce(scale: str | Sequence[str] | None = None, only: str | None = None,
                 done, why = is_complete(out, nb, params)
                 if done and not force: results.append(RunResult(nb.stem, 'skipped', 0.0, 'complete', str(out)))
                 else: todo.append(dict(nb=nb, out=out, params=params, label=label, group=(root, st.scale), why=why))
-    if jobs > 1 or backend == 'ray': todo.sort(key=lambda it: _schedule_key(it, todo))   # longest chain first: the jobs end together
+    if jobs > 1 or backend == 'ray':     # longest chain first: the jobs end together (keys first: a list being sorted looks empty)
+        keys = [_schedule_key(it, todo) for it in todo]
+        todo = [it for _, it in sorted(zip(keys, todo), key=lambda kv: kv[0])]
     t_start, stamp_start = time.time(), datetime.datetime.now().isoformat(timespec='seconds')
     desc = f"reproduce[{','.join(str(s) for s in scales if s) or load_settings(outputs_dir=outputs_dir).scale}]"
     bar = tqdm(total=len(todo), desc=desc, unit='nb', disable=not progress or not todo)
