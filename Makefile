@@ -8,13 +8,15 @@ SCALE ?= cpu
 # two notebooks at a time on the 2-core machines this is budgeted for (one torch thread each); one at a time at paper scale (one GPU)
 JOBS ?= $(if $(filter paper,$(SCALE)),1,2)
 ONLY ?=
+# FORCE=1 reruns notebooks whose committed/earlier outputs are still complete
+FORCE ?=
 PYTEST_WORKERS ?= 2
 # torch is pinned to the build this project is tested with; override e.g. TORCH_SPEC="torch torchvision"
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: reproduce test pytest nbtest nb venv dev bench bench-bounds bench-dsrna bench-sanas bench-text bench-lbg bench-iuc bench-seeds bench-robbench clean-outputs
+.PHONY: reproduce test pytest nbtest nb venv dev docs docs-executed dry-run bench bench-bounds bench-dsrna bench-sanas bench-text bench-lbg bench-iuc bench-seeds bench-robbench clean-outputs
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +36,10 @@ venv: $(VENV)/.base-installed
 dev: $(VENV)/.dev-installed
 
 reproduce: $(VENV)/.base-installed
-	$(VENV)/bin/trustnas reproduce --scale $(SCALE) --jobs $(JOBS) $(if $(ONLY),--only '$(ONLY)',)
+	$(VENV)/bin/trustnas reproduce --scale $(SCALE) --jobs $(JOBS) $(if $(ONLY),--only '$(ONLY)',) $(if $(FORCE),--force,)
 
 test: $(VENV)/.dev-installed
-	$(MAKE) --no-print-directory pytest nbtest
+	$(MAKE) --no-print-directory pytest nbtest docs
 
 # two pytest-xdist workers (one torch thread each, tests/conftest.py); the longest tests start first
 pytest: $(VENV)/.dev-installed
@@ -46,6 +48,18 @@ pytest: $(VENV)/.dev-installed
 # every notebook in nbs/ runs at its defaults; experiment notebooks run through papermill in pytest (ci scale)
 nbtest: $(VENV)/.dev-installed
 	cd nbs && OMP_NUM_THREADS=1 ../$(VENV)/bin/nbdev-test --n-workers 2 --skip-folder-re '^(experiments|[_.].*)$$' --timing
+
+# paper-scale readiness on any machine: every experiment's models at the thesis' sizes, a few steps on random tensors
+dry-run: $(VENV)/.base-installed
+	$(VENV)/bin/trustnas reproduce --scale paper --dry-run $(if $(ONLY),--only '$(ONLY)',)
+
+# the documentation site in _docs/ (notebooks as committed, experiments as executed in outputs/, API pages, the report)
+# and its internal-link check; part of `make test`
+docs: $(VENV)/.dev-installed
+	$(PY) nbs/make_docs.py
+# the same with every notebook of nbs/ executed first, so chapter pages show their plots (slow: ~14 min on 2 cores)
+docs-executed: $(VENV)/.dev-installed
+	OMP_NUM_THREADS=1 $(PY) nbs/make_docs.py --execute --jobs 2
 
 nb: $(VENV)/.dev-installed
 	$(VENV)/bin/nbdev-export

@@ -148,3 +148,19 @@ def test_surrogate_keeps_measured_rows_and_bounds_accuracies():
     assert np.allclose(got, m['clean_acc'].to_numpy())
     assert s['clean_acc'].between(0, 1).all() and s['fgsm@1'].nunique() > 6000      # bounded, and no ties to speak of
     with pytest.raises(ValueError, match='not columns'): surrogate_table(m, ['top1'])
+
+
+def test_seed_table_is_the_frame_it_was():
+    "`seed_table` (now `reference.table_frame`, the key in the table) keeps `target` and `method` unprefixed, as before."
+    want = pd.DataFrame([('optimum', 'Optimum', 94.68, 69.24, 58.85, 54.02, 73.61, 58.55),
+                         ('clean', 'BANANAS', 94.21, 64.25, 41.10, 18.62, 68.69, 55.52),
+                         ('clean', 'Local Search', 94.65, 63.95, 41.17, 18.74, 69.59, 56.90),
+                         ('clean', 'Random Search', 94.22, 63.38, 40.09, 17.84, 68.40, 55.60),
+                         ('fgsm', 'BANANAS', 93.52, 66.35, 45.59, 20.72, 68.01, 54.88),
+                         ('fgsm', 'Local Search', 93.86, 69.10, 48.27, 23.18, 69.47, 56.57),
+                         ('fgsm', 'Random Search', 93.57, 67.25, 46.15, 20.93, 68.44, 55.10)],
+                        columns=['target', 'method', 'seed_clean', 'seed_fgsm', 'seed_pgd', 'seed_apgd', 'seed_square', 'seed_cifar10c'])
+    pd.testing.assert_frame_equal(seed_table('s002_table1'), want, check_exact=True)
+    assert list(seed_table('s002_agnet_nb201').columns) == ['method', 'seed_val_acc', 'seed_test_acc', 'seed_queries']
+    with pytest.raises(ValueError, match=r"^unknown seed-002 table 'nope'; expected one of s002_table1, s002_agnet_nb201$"):
+        seed_table('nope')

@@ -154,3 +154,21 @@ def test_seed_tables():
     assert t.loc['BaLeNAS', 'seed_cifar10_err'] == 2.43 and t.loc['DARTS (2nd)', 'seed_cifar100_err'] == 17.54
     t2 = seed_table('s004_table5_2').set_index('method')
     assert t2.loc['M = 1', 'seed_c10_test'] == 94.33 and len(t2) == 6
+
+
+def test_seed_table_is_the_frame_it_was():
+    "Table 5.2 through `reference.table_frame`, with its shared rows from `reference`, equals the frame built inline."
+    import pandas as pd
+    cols = ['method', 'c10_valid', 'c10_valid_std', 'c10_test', 'c10_test_std', 'c100_valid', 'c100_valid_std', 'c100_test',
+            'c100_test_std', 'in16_valid', 'in16_valid_std', 'in16_test', 'in16_test_std']
+    want = pd.DataFrame([
+        ('M = 1', 91.52, 0.09, 94.33, 0.04, 72.67, 0.08, 72.95, 0.27, 45.39, 0.17, 46.32, 0.39),
+        ('M = 2', 89.71, 2.12, 92.75, 1.87, 70.25, 2.92, 70.43, 2.45, 31.63, 2.15, 43.15, 2.95),
+        ('M = 3', 91.31, 0.25, 94.03, 0.35, 72.08, 1.27, 72.30, 1.09, 45.72, 0.78, 45.58, 0.78),
+        ('M = 4', 90.03, 0.96, 93.04, 1.09, 68.80, 1.46, 69.20, 1.86, 43.09, 2.93, 43.21, 2.88),
+        ('DARTS (2nd)', 37.51, 3.19, 53.89, 0.58, 13.37, 2.35, 13.96, 2.33, 15.06, 1.95, 14.84, 2.10),
+        ('optimal', 91.61, None, 94.37, None, 74.49, None, 73.51, None, 46.77, None, 47.31, None)],
+        columns=['method'] + ['seed_' + c for c in cols[1:]])
+    pd.testing.assert_frame_equal(seed_table('s004_table5_2'), want, check_exact=True)
+    with pytest.raises(ValueError, match=r"^unknown seed-004 chapter-5 table 'nope'; expected one of s004_table5_1, s004_table5_2$"):
+        seed_table('nope')

@@ -114,9 +114,17 @@ def test_novelty_is_lower_far_from_the_archive(models):
     novelty_terms(ls, z, ls.decode(near), A)['L_N'].backward()
     assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0     # L_N is differentiable in α_θ (log-det term included)
 
-def test_search_same_seed_same_result_and_runs_via_run_search():
+def test_search_same_seed_same_result_and_runs_via_run_search(tmp_path):
+    import json
+    from trustnas_nb.core import progress_to
     kw = dict(scale='ci', seed=0, progress=False, nodes=3, layers=5, n_train=32, n_val=32, batch_size=16, epochs=1)
-    r1 = e2nas_search('nb201', **kw); r2 = run_search('e2nas', 'nb201', **kw)
+    progress_to(tmp_path/'p.jsonl')
+    try: r1 = e2nas_search('nb201', **kw)
+    finally: progress_to(None)
+    evs = [json.loads(l) for l in (tmp_path/'p.jsonl').read_text().splitlines()]    # one event per epoch: here the first and last
+    assert [(e['what'], e['done'], e['total'], e['method'], e['seed']) for e in evs] == [('search e2nas', 1, 1, 'e2nas', 0)]
+    assert evs[0]['train_loss'] == round(r1.history[0]['train_loss'], 4) and evs[0]['val_loss'] == round(r1.history[0]['val_loss'], 4)
+    r2 = run_search('e2nas', 'nb201', **kw)
     assert r1.trace['paths'] == r2.trace['paths'] and r1.genotype_str == r2.genotype_str
     assert all('step_seconds' in h for h in r1.history if h.get('phase') != 'final')
     validate_genotype(r1.genotype, get_space('nb201', 3))
@@ -131,3 +139,28 @@ def test_bad_options_error():
     with pytest.raises(ValueError, match='z_lr'): e2nas_r_search('darts', options=dict(z_lr=0.0))
     with pytest.raises(ValueError, match='unknown seed-004'): seed_table('nope')
     assert seed_table('s004_table4_1').set_index('method').loc['E2NAS', 'seed_c10_test'] == 93.89
+
+
+def test_seed_table_is_the_frame_it_was():
+    "Table 4.1 through `reference.table_frame`, with its shared NB-201 rows from `reference`, equals the frame built inline."
+    import pandas as pd
+    cols = ['method', 'c10_valid', 'c10_valid_std', 'c10_test', 'c10_test_std', 'c100_valid', 'c100_valid_std',
+            'c100_test', 'c100_test_std', 'in16_valid', 'in16_valid_std', 'in16_test', 'in16_test_std']
+    want = pd.DataFrame([
+        ('ENAS', 37.51, 3.19, 53.89, 0.58, 13.37, 2.35, 13.96, 2.33, 15.06, 1.95, 14.84, 2.10),
+        ('RandomNAS*', 85.63, 0.44, 88.58, 0.21, 60.99, 2.79, 61.45, 2.24, 31.63, 2.15, 31.37, 2.51),
+        ('DARTS (1st)', 39.77, 0.00, 54.30, 0.00, 15.03, 0.00, 15.61, 0.00, 16.43, 0.00, 16.32, 0.00),
+        ('DARTS (2nd)', 39.77, 0.00, 54.30, 0.00, 15.03, 0.00, 15.61, 0.00, 16.43, 0.00, 16.32, 0.00),
+        ('SETN', 84.04, 0.28, 87.64, 0.00, 58.86, 0.06, 59.05, 0.24, 33.06, 0.02, 32.52, 0.21),
+        ('NAO*', 82.04, 0.21, 85.74, 0.31, 56.36, 3.14, 59.64, 2.24, 30.14, 2.02, 31.35, 2.21),
+        ('GDAS*', 90.03, 0.13, 93.37, 0.42, 70.79, 0.83, 70.35, 0.80, 40.90, 0.33, 41.11, 0.13),
+        ('E2NAS', 90.94, 0.83, 93.89, 0.47, 71.83, 1.84, 72.05, 1.58, 45.44, 1.24, 45.77, 1.00)],
+        columns=['method'] + ['seed_' + c for c in cols[1:]])
+    pd.testing.assert_frame_equal(seed_table('s004_table4_1'), want, check_exact=True)
+    t2 = seed_table('s004_table4_2')                                            # `method` and `setting` stay unprefixed
+    assert list(t2.columns) == ['method', 'setting', 'seed_c10_test', 'seed_c10_test_std', 'seed_c10_best', 'seed_c10_best_std',
+                                'seed_c100_test', 'seed_c100_test_std', 'seed_in16_test', 'seed_in16_test_std']
+    assert t2.set_index(['method', 'setting']).loc[('E2NAS', 'Sig(2)'), 'seed_c10_best'] == 94.29
+    assert seed_table('s004_table4_6')['seed_c10_test_err_std'].isna().tolist() == [False, True, False, False, False]
+    with pytest.raises(ValueError, match=r"^unknown seed-004 chapter-4 table 'nope'; expected one of s004_table4_1, s004_table4_2, s004_table4_6$"):
+        seed_table('nope')

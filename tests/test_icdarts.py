@@ -207,3 +207,16 @@ def test_reference_tables_have_their_schema():
     t = seed_table('s003_table3_2')
     assert list(t.zero) == list(ZERO_CONFIGS) and float(t.loc[t.zero == 'V1', 'seed_icdarts'].iloc[0]) == 97.10
     with pytest.raises(ValueError, match='unknown seed-003 table'): seed_table('table9')
+
+
+def test_seed_table_is_the_frame_it_was():
+    "`seed_table` (now `reference.table_frame`) returns the frame the former inline code built: first column unprefixed."
+    import pandas as pd
+    want = pd.DataFrame([('V0', 96.78, 0.39, 97.17, 0.21, 96.99, 0.16), ('V1', 96.57, 0.32, 97.01, 0.24, 97.10, 0.19),
+                         ('V2', 96.52, 0.37, 96.97, 0.27, 96.92, 0.15), ('V3', 96.58, 0.31, 96.96, 0.28, 96.93, 0.14),
+                         ('V4', 96.58, 0.31, 23.68, 29.71, 90.00, 12.72)],
+                        columns=['zero', 'seed_random', 'seed_random_std', 'seed_cdarts', 'seed_cdarts_std', 'seed_icdarts', 'seed_icdarts_std'])
+    pd.testing.assert_frame_equal(seed_table('s003_table3_2'), want, check_exact=True)
+    pd.testing.assert_frame_equal(seed_table('s003_table3_2', prefix='x:'), want.rename(columns=lambda c: c.replace('seed_', 'x:')))
+    with pytest.raises(ValueError, match=r"^unknown seed-003 table 'nope'; expected one of s003_table3_2, s003_table3_3, s003_table3_6"):
+        seed_table('nope')

@@ -172,3 +172,24 @@ def test_search_extension_takes_T_minus_1_extra_weight_steps_and_is_seeded():
     assert int(h.idarts_extra_w_steps.iloc[-1]) == 2 * 2 and int(h.idarts_T.iloc[-1]) == 3
     r2 = run_search('idarts', 'nb201', extension=dict(T=3, K=1), **kw)
     assert r.genotype_str == r2.genotype_str and h.val_loss.tolist() == r2.history_frame().val_loss.tolist()
+
+
+def test_reference_table_is_the_frame_it_was():
+    "Table 6.1 through `reference.table_frame`, with its shared NB-201 rows from `reference`, equals the frame built inline."
+    import pandas as pd
+    cols = ['method', 'c10_valid', 'c10_valid_std', 'c10_test', 'c10_test_std', 'c100_valid', 'c100_valid_std',
+            'c100_test', 'c100_test_std', 'in16_valid', 'in16_valid_std', 'in16_test', 'in16_test_std']
+    want = pd.DataFrame([
+        ('ENAS', 37.51, 3.19, 53.89, 0.58, 13.37, 2.35, 13.96, 2.33, 15.06, 1.95, 14.84, 2.10),
+        ('RandomNAS', 80.42, 3.58, 84.07, 3.61, 52.12, 5.55, 52.31, 5.77, 27.22, 3.24, 26.28, 3.09),
+        ('SETN', 84.04, 0.28, 87.64, 0.00, 58.86, 0.06, 59.05, 0.24, 33.06, 0.02, 32.52, 0.21),
+        ('GDAS', 89.88, 0.33, 93.40, 0.49, 70.95, 0.78, 70.33, 0.87, 41.28, 0.46, 41.47, 0.21),
+        ('DARTS', 39.77, 0.00, 54.30, 0.00, 15.03, 0.00, 15.61, 0.00, 16.43, 0.00, 16.32, 0.00),
+        ('iDARTS', 89.86, 0.60, 93.58, 0.32, 70.57, 0.24, 70.83, 0.48, 40.38, 0.593, 40.89, 0.68),
+        ('optimal', 91.61, None, 94.37, None, 74.49, None, 73.51, None, 46.77, None, 47.31, None)],
+        columns=['method'] + ['thesis_' + c for c in cols[1:]])
+    pd.testing.assert_frame_equal(reference_table('s004_table6_1'), want, check_exact=True)
+    t3 = reference_table('s004_table6_3')                                   # its `key` (method, T, K) stays unprefixed
+    assert list(t3.columns[:4]) == ['method', 'T', 'K', 'thesis_c10_valid'] and str(t3['T'].dtype) == 'int64'
+    with pytest.raises(ValueError, match=r"^unknown seed-004 ch.6 table 'nope'; expected one of s004_table6_1, s004_table6_2, s004_table6_3$"):
+        reference_table('nope')

@@ -234,3 +234,27 @@ def test_reference_tables():
     t = oneshot_table('s004_table3_3').set_index('method')
     assert t.loc['RandomNAS-NSAS', 'seed_cifar10_test_acc'] == 92.61 and t.loc['GDAS', 'seed_cifar10_test_acc'] == 93.40
     with pytest.raises(ValueError, match='s004'): oneshot_table('table9')
+
+def test_reference_table_is_the_frame_it_was():
+    "`oneshot_table` (now `reference.table_frame`) returns the frame the former inline code built: first column unprefixed."
+    import pandas as pd
+    want = pd.DataFrame([('RandomNAS', 88.14, 0.21, 63.40, 4.52), ('RandomNAS-NSAS', 92.61, 0.10, 68.47, 1.73),
+                         ('GDAS', 93.40, 0.49, 70.33, 0.87), ('GDAS-NSAS', 93.55, 0.16, 70.69, 0.33)],
+                        columns=['method', 'seed_cifar10_test_acc', 'seed_cifar10_test_acc_std', 'seed_cifar100_test_acc',
+                                 'seed_cifar100_test_acc_std'])
+    pd.testing.assert_frame_equal(oneshot_table('s004_table3_3'), want, check_exact=True)
+    with pytest.raises(ValueError, match=r"^unknown seed-004 one-shot table 'nope'; expected one of s004_table2_1, s004_table2_3, "):
+        oneshot_table('nope')
+
+def test_driver_reports_its_progress_per_epoch(tmp_path):
+    "One `core.progress` event per supernet epoch (the first and the last always pass the throttle), named by the method."
+    import json
+    from trustnas_nb.core import progress_to
+    progress_to(tmp_path/'p.jsonl')
+    try: r = nsas_search('darts', seed=4, options=dict(variant='gdas'), **KW)          # GDAS-NSAS: M = 2, beta = 0.2
+    finally: progress_to(None)
+    evs = [json.loads(l) for l in (tmp_path/'p.jsonl').read_text().splitlines()]
+    assert [(e['what'], e['done'], e['total'], e['method'], e['seed']) for e in evs] == \
+           [('search gdas_nsas', 1, 2, 'gdas_nsas', 4), ('search gdas_nsas', 2, 2, 'gdas_nsas', 4)]
+    sup = [h for h in r.history if h.get('phase') == 'supernet']
+    assert [e['train_loss'] for e in evs] == [round(h['train_loss'], 4) for h in sup]

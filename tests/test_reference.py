@@ -689,3 +689,79 @@ def test_ch2_accessor():
     assert list(g.columns) == ['task', 'metric', 'ours BERT', 'ours LBG-BERT', 'ours RoBERTa', 'ours LBG-RoBERTa']
     assert list(thesis_table('table2_6').columns) == ['method', 'lam', 'thesis_error', 'thesis_deo']
     assert thesis_table('table2_7').set_index('K').loc[4, 'thesis_deo'] == 0.0533
+
+
+# ---- `table_frame` / `pick_table`: the one accessor behind `thesis_table` and every module's seed tables ----
+import pandas as pd
+from trustnas_nb.reference import table_frame, pick_table, S004_NB201_COLUMNS, S004_NB201_ROWS, s004_nb201_row
+
+HAND = dict(columns=('method', 'lam', 'acc', 'acc_std', 'note'),
+            rows=[('A', 0.1, 90.0, 0.5, 'x'), ('A', 0.5, 91.5, None, None), ('B', 1, 89, 0.25, 'y')])
+
+
+def test_table_frame_on_a_hand_table():
+    df = table_frame(HAND, 'ref_')
+    assert list(df.columns) == ['method', 'ref_lam', 'ref_acc', 'ref_acc_std', 'ref_note']      # default key: the first column
+    assert df.method.tolist() == ['A', 'A', 'B'] and df.ref_lam.tolist() == [0.1, 0.5, 1.0]
+    assert str(df.ref_acc.dtype) == 'float64' and df.ref_acc.tolist() == [90.0, 91.5, 89.0]     # an int among floats
+    assert df.ref_acc_std.isna().tolist() == [False, True, False] and df.ref_acc_std[2] == 0.25  # None -> NaN in a number column
+    assert df.ref_note.isna().tolist() == [False, True, False] and df.ref_note[2] == 'y'          # ... and missing among text
+    assert list(table_frame({**HAND, 'key': ('method', 'lam')}, 'ref_').columns) == ['method', 'lam', 'ref_acc', 'ref_acc_std', 'ref_note']
+    assert list(table_frame(HAND, 'ref_', key=('method', 'note')).columns) == ['method', 'ref_lam', 'ref_acc', 'ref_acc_std', 'note']
+    assert list(table_frame(HAND, '').columns) == list(HAND['columns'])
+    assert len(table_frame(dict(columns=('a', 'b'), rows=[]), 'p_')) == 0 and list(table_frame(dict(columns=('a', 'b'), rows=[]), 'p_').columns) == ['a', 'p_b']
+    pd.testing.assert_frame_equal(df, pd.DataFrame([('A', 0.1, 90.0, 0.5, 'x'), ('A', 0.5, 91.5, None, None), ('B', 1, 89, 0.25, 'y')],
+                                                   columns=['method', 'ref_lam', 'ref_acc', 'ref_acc_std', 'ref_note']))
+
+
+@pytest.mark.parametrize('bad, match', [
+    (dict(rows=[('A', 1.0)]), r"reference table 'hand' lacks 'columns'"),
+    (dict(columns=('method', 'acc')), r"reference table 'hand' lacks 'rows'"),
+    ([('A', 1.0)], r"'hand' must be a dict .* got list"),
+    (dict(columns='method', rows=[]), r"'columns' must be a non-empty sequence of column names, got 'method'"),
+    (dict(columns=(), rows=[]), r"'columns' must be a non-empty sequence"),
+    (dict(columns=('method', 3), rows=[]), r"column names, got \('method', 3\)"),
+    (dict(columns=('method', 'acc', 'acc'), rows=[]), r"duplicate column name\(s\) \['acc'\]"),
+    (dict(columns=('method', 'acc'), rows=[('A', 1.0), ('B', 2.0, 0.1)]), r"row 1 \('B', 2\.0, 0\.1\) has 3 values, expected 2"),
+    (dict(columns=('method', 'acc'), rows=[('A',)]), r"row 0 \('A',\) has 1 values, expected 2"),
+    (dict(columns=('method', 'acc'), rows=['A1']), r"row 0 must be a tuple of 2 values, got 'A1'"),
+    (dict(columns=('method', 'acc'), rows={'A': 1.0}), r"'rows' must be a sequence of row tuples"),
+    (dict(columns=('method', 'acc'), rows=[('A', 1.0)], key=('method', 'seed')), r"key column\(s\) \['seed'\] are not among"),
+])
+def test_table_frame_rejects_a_malformed_table(bad, match):
+    with pytest.raises(ValueError, match=match): table_frame(bad, 'ref_', 'hand')
+
+
+def test_table_frame_bad_prefix_and_pick_table():
+    with pytest.raises(ValueError, match='prefix must be a str, got None'): table_frame(HAND, None)
+    assert pick_table(REFERENCE, 'table1_7') is REFERENCE['table1_7']
+    with pytest.raises(ValueError, match=r"unknown seed-009 table 'nope'; expected one of a, b$"): pick_table({'a': HAND, 'b': HAND}, 'nope', 'seed-009 table')
+    with pytest.raises(ValueError, match=r"unknown reference table 'table9_9'; expected one of table1_1, table1_2, "): thesis_table('table9_9')
+
+
+@pytest.mark.parametrize('name', sorted(SHAPES))
+def test_thesis_table_is_the_old_accessor(name):
+    "`thesis_table` through `table_frame` builds exactly the frame the former inline code built."
+    t = REFERENCE[name]
+    key = t.get('key', (t['columns'][0],))
+    old = pd.DataFrame(t['rows'], columns=list(t['columns']))
+    old = old.rename(columns={c: f'thesis_{c}' for c in old.columns if c not in key})
+    pd.testing.assert_frame_equal(thesis_table(name), old, check_exact=True)
+
+
+SEED_004 = '004_9ee9ddc6deeeea1b.txt'
+
+def test_shared_seed004_nb201_rows_against_the_seed():
+    "Each shared NAS-Bench-201 row is printed, cell for cell, on every seed-004 line the modules take it for."
+    text = _seed(SEED_004)
+    lines = {'ENAS': (991, 1363, 1892, 2127), 'DARTS': (992, 993, 1365, 1366, 2131), 'SETN': (994, 1367, 2129),
+             'RandomNAS': (995, 2128), 'optimal': (1893, 2133)}
+    assert set(lines) == set(S004_NB201_ROWS)
+    for method, nos in lines.items():
+        for n in nos:
+            cells = [c for c in text[n - 1].split('\t') if c.strip()][1:]
+            got = [v for c in cells for v in _parse_cell(c)[:2]]
+            assert tuple(got) == S004_NB201_ROWS[method], (method, n)
+    assert len(S004_NB201_COLUMNS) == 13 and all(len(r) == 12 for r in S004_NB201_ROWS.values())
+    assert s004_nb201_row('ENAS', 'DARTS (2nd)') == ('DARTS (2nd)',) + S004_NB201_ROWS['ENAS'] and s004_nb201_row('SETN')[0] == 'SETN'
+    with pytest.raises(ValueError, match="unknown shared seed-004 NAS-Bench-201 row 'GDAS'"): s004_nb201_row('GDAS')

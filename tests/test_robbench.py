@@ -222,3 +222,13 @@ def test_robbench_benchmark_runs_quick(tmp_path):
     md = out.read_text()
     rate = float(re.search(r'\*\*([0-9.]+) architectures per minute\*\*', md).group(1))
     assert rate > 0 and 'All 6466 unique cells' in md and md.count('| `|') == 2
+
+
+def test_seed_table_is_the_frame_it_was():
+    "`seed_table` (now `reference.table_frame`) returns the frame the former inline code built: first column unprefixed."
+    want = pd.DataFrame([('clean_acc', 94.68), ('fgsm@1', 69.24), ('pgd@1', 58.85), ('apgd@1', 54.02), ('square@1', 73.61),
+                         ('corruption_mean', 58.55)], columns=['criterion', 'seed_value'])
+    pd.testing.assert_frame_equal(rb.seed_table('s002_optimum'), want, check_exact=True)
+    assert str(rb.seed_table('s002_space')['seed_value'].dtype) == 'int64'
+    with pytest.raises(ValueError, match=r"^unknown seed-002 table 'nope'; expected one of s002_attacks, s002_optimum, s002_space$"):
+        rb.seed_table('nope')

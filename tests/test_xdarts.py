@@ -179,7 +179,7 @@ def test_merge_sets_keeps_top_halves_and_fills():
     # overlapping halves: topped up with the next-strongest, alternating
     assert merge_sets(['a', 'b', 'c', 'd'], ['a', 'e', 'f', 'g'], 4) == ['a', 'b', 'e', 'c']
 
-def test_tournament_rounds(monkeypatch):
+def test_tournament_rounds(monkeypatch, tmp_path):
     "tiers=2, o_max=4: 2 first-tier games on random 4-op sets, each keeps 2 per node; the final game searches their union."
     calls = []
     def fake_run_search(m, sp, scale, seed, device, progress, **kw):
@@ -192,8 +192,17 @@ def test_tournament_rounds(monkeypatch):
         g = discretize(al['normal'], al['reduce'], sp, 'darts')
         return SearchResult('icdarts', sp.name, seed, g, [dict(epoch=1, step_seconds=0.1)], al, 0.0, 0, None)
     monkeypatch.setattr(xd, 'run_search', fake_run_search)
-    r = xd.tournament_search(scale='ci', seed=3, progress=False, options=dict(tiers=2, o_max=4))
+    import json
+    from trustnas_nb.core import progress_to
+    progress_to(tmp_path/'p.jsonl')
+    try: r = xd.tournament_search(scale='ci', seed=3, progress=False, options=dict(tiers=2, o_max=4))
+    finally: progress_to(None)
     assert len(calls) == 3 and [g['tier'] for g in r.games] == [2, 2, 1]
+    # one progress event per game (the throttle may drop the middle one; the first and the last always pass)
+    evs = [tuple(e[k] for k in ('what', 'done', 'total', 'method', 'seed', 'tier', 'game'))
+           for e in map(json.loads, (tmp_path/'p.jsonl').read_text().splitlines())]
+    every = [('tournament tournament', i + 1, 3, 'tournament', 3, t, g) for i, (t, g) in enumerate([(2, 0), (2, 1), (1, 0)])]
+    assert evs[0] == every[0] and evs[-1] == every[-1] and evs == [e for e in every if e in evs]
     first, second, final = r.games
     pool = set(S003_SPACE_OPS['icdarts_dynamic'])
     for g in (first, second):
@@ -241,3 +250,15 @@ def test_tournament_through_the_driver():
     for g in r.games:
         for k in ('normal', 'reduce'): assert all(len(s) == 2 and len(kept) == 1 for s, kept in zip(g['sets'][k], g['kept'][k]))
     assert {h['tier'] for h in r.history} == {1, 2} and all('step_seconds' in h for h in r.history)
+
+
+def test_seed_table_is_the_frame_it_was():
+    "`seed_table` (now `reference.table_frame`) returns the frame the former inline code built: first column unprefixed."
+    import pandas as pd
+    want = pd.DataFrame([('darts', 97.13, 0.14, 0.10, 0.01), ('idarts', 96.87, 0.27, 0.10, 0.01), ('xdarts', 97.21, 0.09, 0.17, 0.01)],
+                        columns=['template', 'seed_test_acc', 'seed_test_acc_std', 'seed_latency', 'seed_latency_std'])
+    pd.testing.assert_frame_equal(xd.seed_table('s003_table4_5'), want, check_exact=True)
+    d = xd.seed_table('s003_table4_7', prefix='')
+    assert list(d.columns) == ['delta', 'test_acc', 'test_acc_std', 'latency', 'latency_std', 'runs'] and str(d.runs.dtype) == 'int64'
+    with pytest.raises(ValueError, match=r"^unknown seed-003 table 'nope'; expected one of s003_table4_3, s003_table4_4"):
+        xd.seed_table('nope')

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from .ops import NB201_PRIMITIVES
 from .nb201 import (NB201_EDGES, N_ARCHS, arch_to_str, str_to_arch, arch_index, index_to_arch,
                                isomorphism_classes, n_live_convs)
+from .reference import table_frame, pick_table
 
 # %% auto #0
 __all__ = ['S002_TABLE_1', 'S002_AGNET_NB201', 'AGNET_REFERENCE', 'TEMPLATE', 'SEARCHES', 'seed_table', 'arch_class',
@@ -35,7 +36,7 @@ __all__ = ['S002_TABLE_1', 'S002_AGNET_NB201', 'AGNET_REFERENCE', 'TEMPLATE', 'S
 S002_TABLE_1 = dict(
     source='seed 002 Table 1 (L1040-L1050)', dataset='CIFAR-10, NAS-Bench-201 robustness dataset',
     quantity='test accuracy (%) of the best architecture found, mean over 100 runs; attacks at eps = 1/255',
-    columns=('target', 'method', 'clean', 'fgsm', 'pgd', 'apgd', 'square', 'cifar10c'),
+    key=('target', 'method'), columns=('target', 'method', 'clean', 'fgsm', 'pgd', 'apgd', 'square', 'cifar10c'),
     rows=[('optimum', 'Optimum', 94.68, 69.24, 58.85, 54.02, 73.61, 58.55),
           ('clean', 'BANANAS', 94.21, 64.25, 41.10, 18.62, 68.69, 55.52),
           ('clean', 'Local Search', 94.65, 63.95, 41.17, 18.74, 69.59, 56.90),
@@ -57,11 +58,8 @@ S002_AGNET_NB201 = dict(
 AGNET_REFERENCE = {'s002_table1': S002_TABLE_1, 's002_agnet_nb201': S002_AGNET_NB201}
 
 def seed_table(name: str, prefix: str = 'seed_') -> pd.DataFrame:
-    "A seed-002 reference table of this module as a DataFrame (numeric columns prefixed with `prefix`)."
-    if name not in AGNET_REFERENCE: raise ValueError(f"unknown seed-002 table {name!r}; expected one of {', '.join(AGNET_REFERENCE)}")
-    t = AGNET_REFERENCE[name]; df = pd.DataFrame(t['rows'], columns=list(t['columns']))
-    keys = {'target', 'method'}
-    return df.rename(columns={c: prefix + c for c in df.columns if c not in keys})
+    "A seed-002 reference table of this module as a DataFrame (every column but the key, `target` and `method` in Table 1, else `method`, prefixed with `prefix`)."
+    return table_frame(pick_table(AGNET_REFERENCE, name, 'seed-002 table'), prefix, name)
 
 # %% ../nbs/58_agnet.ipynb #c0c3703d
 @lru_cache(maxsize=1)

@@ -18,6 +18,7 @@ from .core import derive_seed, Preset
 from .ops import SearchSpace, get_space
 from .genotypes import Genotype, derive_genotype
 from .search import SearchExtension, Method, get_method, run_search, SearchResult
+from .reference import table_frame, pick_table, S004_NB201_COLUMNS, s004_nb201_row
 
 # %% auto #0
 __all__ = ['FORMS', 'BALENAS_OPTIONS', 'S004_TABLE_5_1', 'S004_TABLE_5_2', 'BALENAS_REFERENCE', 'VAdam', 'depth_edges',
@@ -317,21 +318,17 @@ S004_TABLE_5_1 = dict(
            'best single run': 'BaLeNAS 2.37% on CIFAR-10 (L1827)'})
 S004_TABLE_5_2 = dict(
     source='seed 004 Table 5.2 (L1886-L1895)', quantity='NAS-Bench-201 accuracy (%), mean (std) over 4 seeds',
-    columns=('method', 'c10_valid', 'c10_valid_std', 'c10_test', 'c10_test_std', 'c100_valid', 'c100_valid_std', 'c100_test',
-             'c100_test_std', 'in16_valid', 'in16_valid_std', 'in16_test', 'in16_test_std'),
+    columns=S004_NB201_COLUMNS,
     rows=[('M = 1', 91.52, 0.09, 94.33, 0.04, 72.67, 0.08, 72.95, 0.27, 45.39, 0.17, 46.32, 0.39),
           ('M = 2', 89.71, 2.12, 92.75, 1.87, 70.25, 2.92, 70.43, 2.45, 31.63, 2.15, 43.15, 2.95),
           ('M = 3', 91.31, 0.25, 94.03, 0.35, 72.08, 1.27, 72.30, 1.09, 45.72, 0.78, 45.58, 0.78),
           ('M = 4', 90.03, 0.96, 93.04, 1.09, 68.80, 1.46, 69.20, 1.86, 43.09, 2.93, 43.21, 2.88),
-          ('DARTS (2nd)', 37.51, 3.19, 53.89, 0.58, 13.37, 2.35, 13.96, 2.33, 15.06, 1.95, 14.84, 2.10),
-          ('optimal', 91.61, None, 94.37, None, 74.49, None, 73.51, None, 46.77, None, 47.31, None)],
+          s004_nb201_row('ENAS', 'DARTS (2nd)'),      # L1892: printed under DARTS (2nd), cell for cell the ENAS row of Tables 3.3/4.1/6.1
+          s004_nb201_row('optimal')],                 # L1893, as in Table 6.1 (L2133)
     notes={'M': 'posterior (MCMC) samples per step, BaLeNAS (2nd)', 'DARTS (2nd)': 'repeats the ENAS row of Table 6.1 (SEEDS_MAP ⚠)',
            'optimal': 'CIFAR-100 valid printed 74.49 (73.49 in seed 002)'})
 BALENAS_REFERENCE = {'s004_table5_1': S004_TABLE_5_1, 's004_table5_2': S004_TABLE_5_2}
 
 def seed_table(name: str, prefix: str = 'seed_'):
     "A seed-004 chapter-5 reference table as a DataFrame (every column but the first prefixed with `prefix`)."
-    import pandas as pd
-    if name not in BALENAS_REFERENCE: raise ValueError(f"unknown seed-004 chapter-5 table {name!r}; expected one of {', '.join(BALENAS_REFERENCE)}")
-    t = BALENAS_REFERENCE[name]; df = pd.DataFrame(t['rows'], columns=list(t['columns']))
-    return df.rename(columns={c: prefix + c for c in df.columns[1:]})
+    return table_frame(pick_table(BALENAS_REFERENCE, name, 'seed-004 chapter-5 table'), prefix, name)

@@ -9,7 +9,7 @@ Docs: https://trustnas.github.io/trustnas-nb/distributed.html.md"""
 
 # %% ../nbs/0d_distributed.ipynb #d1d12021
 from __future__ import annotations
-import argparse, json, os, sys, time
+import argparse, contextlib, json, os, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 import torch
@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 # %% auto #0
-__all__ = ['DistInfo', 'init_distributed', 'current', 'SyncBatchNorm', 'convert_sync_batchnorm', 'DistributedModel',
-           'EpochSampler', 'shard_loader', 'allreduce_grads', 'train_distributed', 'main']
+__all__ = ['DistInfo', 'init_distributed', 'current', 'local_batchnorm', 'SyncBatchNorm', 'convert_sync_batchnorm',
+           'DistributedModel', 'EpochSampler', 'shard_loader', 'allreduce_grads', 'mean_over_ranks', 'ShardedBatches',
+           'broadcast_module', 'train_distributed', 'search_distributed', 'main']
 
 # %% ../nbs/0d_distributed.ipynb #a80ab2c4
 @dataclass(frozen=True)
@@ -62,14 +63,23 @@ def current() -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), _env_int('LOCAL_RANK') or 0, dist.get_backend())
 
 # %% ../nbs/0d_distributed.ipynb #086bd1f0
+_LOCAL_BN = [0]          # > 0 inside `local_batchnorm()`
+
+@contextlib.contextmanager
+def local_batchnorm():
+    "Inside: `SyncBatchNorm` normalises with this rank's own batch (for computations every rank does on the same data)."
+    _LOCAL_BN[0] += 1
+    try: yield
+    finally: _LOCAL_BN[0] -= 1
+
 class _AllReduceSum(torch.autograd.Function):
     "Sum over the process group; its gradient is the sum of the ranks' gradients (each rank's loss depends on the sum)."
     @staticmethod
     def forward(ctx, x):
-        y = x.clone(); dist.all_reduce(y); return y
+        y = x.clone(memory_format=torch.contiguous_format); dist.all_reduce(y); return y
     @staticmethod
     def backward(ctx, g):
-        g = g.clone(); dist.all_reduce(g); return g
+        return _AllReduceSum.apply(g)        # the same all-reduce, so that a double backward (create_graph) passes it too
 
 class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     "BatchNorm whose training statistics are those of the global batch across the process group; runs on CPUs (gloo)."
@@ -77,8 +87,8 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         if x.dim() < 2: raise ValueError(f"expected at least 2-D input (N, C, ...), got {x.dim()}-D")
 
     def forward(self, x):
-        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-            return super().forward(x)                      # plain BatchNorm (one process, or evaluation mode)
+        if not (self.training and not _LOCAL_BN[0] and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)                      # plain BatchNorm (one process, evaluation mode, `local_batchnorm`)
         dims = [0] + list(range(2, x.dim()))
         n = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
         stats = _AllReduceSum.apply(torch.cat([x.sum(dims), (x * x).sum(dims), n]))
@@ -146,6 +156,44 @@ def allreduce_grads(params) -> None:
     i = 0
     for g in gs: g.copy_(flat[i:i + g.numel()].view_as(g)); i += g.numel()
 
+def mean_over_ranks(ts) -> list[torch.Tensor]:
+    """Each tensor of `ts` averaged over the process group (one all-reduce for them all); differentiable when they carry
+    a graph (the backward of an all-reduce is an all-reduce). Without a group of several processes: `ts` as they are."""
+    ts = list(ts)
+    if not ts or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return ts
+    if len({(t.dtype, t.device) for t in ts}) > 1: return [mean_over_ranks([t])[0] for t in ts]
+    W = dist.get_world_size()
+    flat = torch.cat([t.reshape(-1) for t in ts])
+    if flat.requires_grad and torch.is_grad_enabled(): flat = _AllReduceSum.apply(flat) / W
+    else:
+        flat = flat.detach(); dist.all_reduce(flat); flat /= W
+    return [s.view_as(t) for s, t in zip(torch.split(flat, [t.numel() for t in ts]), ts)]
+
+class ShardedBatches:
+    """This rank's part of every batch of `loader`: rows [r·b, (r+1)·b) of each global batch, b = batch size / world.
+    Every rank iterates the same seeded loader, so the parts of a step are exactly the one-process batch of that step."""
+    def __init__(self, loader, info: DistInfo | None = None):
+        info = info or current()
+        bs = getattr(loader, 'batch_size', None)
+        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1 or bs % info.world:
+            raise ValueError(f"the global batch size must be a positive multiple of the {info.world} process(es), got {bs!r}")
+        self.loader, self.rank, self.world = loader, info.rank, info.world
+        self.batch_size, self.dataset = bs // info.world, getattr(loader, 'dataset', None)
+    def __len__(self): return len(self.loader)
+    def __iter__(self):
+        b, r = self.batch_size, self.rank
+        for batch in self.loader:
+            if len(batch[0]) != b * self.world:
+                raise ValueError(f"a batch of {len(batch[0])} rows does not split into {self.world} parts of {b}; "
+                                 "build the loader with drop_last=True")
+            yield [t[r * b:(r + 1) * b] for t in batch]
+
+def broadcast_module(module: nn.Module, src: int = 0) -> nn.Module:
+    "Rank `src`'s parameters and buffers copied to every rank (as DDP does at construction); nothing in one process."
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        for t in list(module.parameters()) + list(module.buffers()): dist.broadcast(t.data, src)
+    return module
+
 # %% ../nbs/0d_distributed.ipynb #d1cd676e
 def _amp_context(enabled: bool, device: str):
     import contextlib
@@ -188,6 +236,34 @@ def train_distributed(genotype='DARTS_V2', scale: str = 'ci', seed: int = 0, bat
     return hist
 
 # %% ../nbs/0d_distributed.ipynb #36a91233
+def search_distributed(method: str = 'darts_1st', space: str = 'darts', scale: str = 'ci', seed: int = 0,
+                       out: str | Path | None = None, save_params: bool = False, progress: bool = False,
+                       info: DistInfo | None = None, **overrides):
+    """`run_search` on every process of the group, data parallel (each rank a part of every batch, gradients averaged);
+    rank 0 prints the genotype, writes `out` (search.json, search_log.csv, progress.jsonl, with `save_params` also
+    supernet.pt) and returns the `SearchResult`; the other ranks return None."""
+    from trustnas_nb.search import run_search
+    from trustnas_nb.core import progress_to
+    info = info or init_distributed()
+    o = None if out is None else Path(out)
+    if info.main and o is not None: o.mkdir(parents=True, exist_ok=True); progress_to(o/'progress.jsonl')
+    try:
+        res = run_search(method, space, scale=scale, seed=seed, device=info.device, progress=progress and info.main,
+                         keep_supernet=save_params, **overrides)
+    finally:
+        if info.main and o is not None: progress_to(None)
+    if not info.main: return None
+    print(f"genotype: {res.genotype_str}", flush=True)
+    if o is not None:
+        summary = dict(method=res.method, space=res.space, scale=scale, seed=seed, world=info.world, overrides=overrides,
+                       genotype=res.genotype_str, seconds=res.seconds, supernet_params=res.supernet_params,
+                       alphas={k: v.tolist() for k, v in res.alphas.items()})
+        (o/'search.json').write_text(json.dumps(summary, indent=1, default=str))
+        res.history_frame().to_csv(o/'search_log.csv', index=False)
+        if save_params and res.supernet is not None:
+            torch.save({k: v.detach().cpu() for k, v in res.supernet.state_dict().items()}, o/'supernet.pt')
+    return res
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m trustnas_nb.distributed', description='DDP training under torchrun')
     sub = p.add_subparsers(dest='cmd', required=True)
@@ -200,15 +276,28 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument('--drop-path', type=float); t.add_argument('--backend', choices=('gloo', 'nccl'))
     t.add_argument('--out', help='where rank 0 writes result.json, history.csv (and params.pt with --save-params)')
     t.add_argument('--save-params', action='store_true')
+    s = sub.add_parser('search', help='an architecture search on every process of the group (data parallel)')
+    s.add_argument('--method', default='darts_1st', help="a DARTS-family method of trustnas_nb.search.METHODS, e.g. darts_1st, darts_2nd")
+    s.add_argument('--space', default='darts'); s.add_argument('--scale', default='ci'); s.add_argument('--seed', type=int, default=0)
+    s.add_argument('--batch-size', type=int, help='the global batch of both levels (split evenly over the processes)')
+    s.add_argument('--epochs', type=int); s.add_argument('--max-steps', type=int)
+    s.add_argument('--backend', choices=('gloo', 'nccl')); s.add_argument('--progress', action='store_true')
+    s.add_argument('--out', help='where rank 0 writes search.json, search_log.csv, progress.jsonl (and supernet.pt with --save-params)')
+    s.add_argument('--save-params', action='store_true')
     return p
 
 def main(argv=None) -> int:
     a = _parser().parse_args(argv)
     info = init_distributed(a.backend)
     try:
-        train_distributed(a.genotype, a.scale, a.seed, a.batch_size, a.epochs, a.max_steps, augment=False if a.no_augment else None,
-                          amp=a.amp, out=a.out, save_params=a.save_params, info=info,
-                          **({'drop_path': a.drop_path} if a.drop_path is not None else {}))
+        if a.cmd == 'search':
+            over = {k: v for k, v in dict(batch_size=a.batch_size, epochs=a.epochs, max_steps=a.max_steps).items() if v is not None}
+            search_distributed(a.method, a.space, a.scale, a.seed, out=a.out, save_params=a.save_params, progress=a.progress,
+                               info=info, **over)
+        else:
+            train_distributed(a.genotype, a.scale, a.seed, a.batch_size, a.epochs, a.max_steps, augment=False if a.no_augment else None,
+                              amp=a.amp, out=a.out, save_params=a.save_params, info=info,
+                              **({'drop_path': a.drop_path} if a.drop_path is not None else {}))
     finally:
         if dist.is_initialized(): dist.destroy_process_group()
     return 0

@@ -16,11 +16,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import preset, seed_everything, get_device, derive_seed, Preset, PRESETS
+from .core import progress as report_progress   # (`progress` is the drivers' show-a-bar flag)
 from .ops import get_space, SearchSpace
 from .genotypes import Genotype, format_genotype
 from .supernet import build_supernet
 from .search import search_data, SearchResult, get_method, Method
 from .oneshot import sample_arch, check_arch, arch_weights, arch_genotype, genotype_arch, arch_kinds, Arch
+from .reference import table_frame, pick_table, S004_NB201_COLUMNS, s004_nb201_row
 
 # %% auto #0
 __all__ = ['S004_TABLE_4_1', 'S004_TABLE_4_2', 'S004_TABLE_4_6', 'E2NAS_REFERENCE', 'seed_table', 'GraphSpec', 'cell_graph',
@@ -30,18 +32,18 @@ __all__ = ['S004_TABLE_4_1', 'S004_TABLE_4_2', 'S004_TABLE_4_6', 'E2NAS_REFERENC
            'e2nas_options', 'e2nas_search', 'e2nas_r_search']
 
 # %% ../nbs/55_e2nas.ipynb #5879b534
-S004_TABLE_4_1 = dict(columns=('method', 'c10_valid', 'c10_valid_std', 'c10_test', 'c10_test_std', 'c100_valid', 'c100_valid_std',
-                               'c100_test', 'c100_test_std', 'in16_valid', 'in16_valid_std', 'in16_test', 'in16_test_std'), rows=[
-    ('ENAS', 37.51, 3.19, 53.89, 0.58, 13.37, 2.35, 13.96, 2.33, 15.06, 1.95, 14.84, 2.10),
-    ('RandomNAS*', 85.63, 0.44, 88.58, 0.21, 60.99, 2.79, 61.45, 2.24, 31.63, 2.15, 31.37, 2.51),
-    ('DARTS (1st)', 39.77, 0.00, 54.30, 0.00, 15.03, 0.00, 15.61, 0.00, 16.43, 0.00, 16.32, 0.00),
-    ('DARTS (2nd)', 39.77, 0.00, 54.30, 0.00, 15.03, 0.00, 15.61, 0.00, 16.43, 0.00, 16.32, 0.00),
-    ('SETN', 84.04, 0.28, 87.64, 0.00, 58.86, 0.06, 59.05, 0.24, 33.06, 0.02, 32.52, 0.21),
+S004_TABLE_4_1 = dict(columns=S004_NB201_COLUMNS, rows=[
+    s004_nb201_row('ENAS'),                                   # L1363: the published rows shared with Tables 3.3 and 6.1
+    ('RandomNAS*', 85.63, 0.44, 88.58, 0.21, 60.99, 2.79, 61.45, 2.24, 31.63, 2.15, 31.37, 2.51),   # L1364: this chapter's rerun
+    s004_nb201_row('DARTS', 'DARTS (1st)'),                   # L1365
+    s004_nb201_row('DARTS', 'DARTS (2nd)'),                   # L1366
+    s004_nb201_row('SETN'),                                   # L1367
     ('NAO*', 82.04, 0.21, 85.74, 0.31, 56.36, 3.14, 59.64, 2.24, 30.14, 2.02, 31.35, 2.21),
-    ('GDAS*', 90.03, 0.13, 93.37, 0.42, 70.79, 0.83, 70.35, 0.80, 40.90, 0.33, 41.11, 0.13),
+    ('GDAS*', 90.03, 0.13, 93.37, 0.42, 70.79, 0.83, 70.35, 0.80, 40.90, 0.33, 41.11, 0.13),        # L1369: this chapter's rerun
     ('E2NAS', 90.94, 0.83, 93.89, 0.47, 71.83, 1.84, 72.05, 1.58, 45.44, 1.24, 45.77, 1.00)])
 
-S004_TABLE_4_2 = dict(columns=('method', 'setting', 'c10_test', 'c10_test_std', 'c10_best', 'c10_best_std', 'c100_test', 'c100_test_std',
+S004_TABLE_4_2 = dict(key=('method', 'setting'),
+                      columns=('method', 'setting', 'c10_test', 'c10_test_std', 'c10_best', 'c10_best_std', 'c100_test', 'c100_test_std',
                                'in16_test', 'in16_test_std'), rows=[
     ('DARTS (1st)', '', 54.30, 0.00, 54.30, 0.00, 15.61, 0.00, 16.32, 0.00),
     ('DARTS (2nd)', '', 54.30, 0.00, 54.30, 0.00, 15.61, 0.00, 16.32, 0.00),
@@ -68,12 +70,8 @@ S004_TABLE_4_6 = dict(columns=('method', 'c10_test_err', 'c10_test_err_std', 'c1
 E2NAS_REFERENCE = {'s004_table4_1': S004_TABLE_4_1, 's004_table4_2': S004_TABLE_4_2, 's004_table4_6': S004_TABLE_4_6}
 
 def seed_table(name: str, prefix: str = 'seed_'):
-    "A seed-004 chapter-4 reference table as a DataFrame (every column but the leading labels prefixed with `prefix`)."
-    import pandas as pd
-    if name not in E2NAS_REFERENCE: raise ValueError(f"unknown seed-004 chapter-4 table {name!r}; expected one of {', '.join(E2NAS_REFERENCE)}")
-    t = E2NAS_REFERENCE[name]; df = pd.DataFrame(t['rows'], columns=list(t['columns']))
-    keep = {'method', 'setting'}
-    return df.rename(columns={c: prefix + c for c in df.columns if c not in keep})
+    "A seed-004 chapter-4 reference table as a DataFrame (every column but the key, `method` and in Table 4.2 `setting`, prefixed with `prefix`)."
+    return table_frame(pick_table(E2NAS_REFERENCE, name, 'seed-004 chapter-4 table'), prefix, name)
 
 # %% ../nbs/55_e2nas.ipynb #060c5db2
 class GraphSpec:
@@ -586,6 +584,8 @@ def _e2nas(name, space, scale, seed, device, progress, O, overrides) -> SearchRe
                         novelty_loss=ln / max(n, 1), depth_loss=dl / max(n, 1), gamma=float(np.mean(gam)) if gam else float('nan'),
                         unique_archs=len(set(paths)), depth=cell_depth(g, sp, ls.kinds), lr=w_opt.param_groups[0]['lr'],
                         step_seconds=(time.perf_counter() - t_ep) / max(n, 1), seconds=time.perf_counter() - t0, genotype=format_genotype(g)))
+        report_progress(f'search {name}', ep + 1, epochs, method=name, seed=seed, train_loss=round(float(log[-1]['train_loss']), 4),
+                        val_loss=round(float(log[-1]['val_loss']), 4))
     arch = ls.decode(z)                                                      # line 8
     g = arch_genotype(arch, sp, ls.kinds)
     batches = [(xb.to(dev), yb.to(dev)) for xb, yb in list(val_dl)[:O['val_batches']]]

@@ -19,6 +19,7 @@ from .core import derive_seed, preset, Preset
 from .ops import OPS, SearchSpace, get_space
 from .genotypes import Genotype, format_genotype, validate_genotype
 from .search import SearchExtension, Method, get_method, make_loader, run_search, search_data
+from .reference import table_frame, pick_table
 
 # %% auto #0
 __all__ = ['ROUTES', 'ROUTE_LABELS', 'ZERO_CONFIGS', 'S003_TABLE_3_2', 'S003_TABLE_3_3', 'S003_TABLE_3_6', 'S003_TABLE_3_7',
@@ -345,7 +346,4 @@ ICDARTS_REFERENCE = {'s003_table3_2': S003_TABLE_3_2, 's003_table3_3': S003_TABL
 
 def seed_table(name: str, prefix: str = 'seed_'):
     "A seed-003 reference table as a DataFrame (every column but the first prefixed with `prefix`)."
-    import pandas as pd
-    if name not in ICDARTS_REFERENCE: raise ValueError(f"unknown seed-003 table {name!r}; expected one of {', '.join(ICDARTS_REFERENCE)}")
-    t = ICDARTS_REFERENCE[name]; df = pd.DataFrame(t['rows'], columns=list(t['columns']))
-    return df.rename(columns={c: prefix + c for c in df.columns[1:]})
+    return table_frame(pick_table(ICDARTS_REFERENCE, name, 'seed-003 table'), prefix, name)

@@ -19,6 +19,7 @@ from torch import Tensor
 from .core import preset, derive_seed, seed_everything, get_device, Preset
 from .mlo import Level, hypergradient
 from .search import SearchExtension, search_data, make_loader
+from .reference import table_frame, pick_table, S004_NB201_COLUMNS, s004_nb201_row
 
 # %% auto #0
 __all__ = ['TABLE_6_1', 'TABLE_6_2', 'TABLE_6_3', 'REFERENCE', 'reference_table', 'QuadraticBilevel', 'hypergradient_estimates',
@@ -26,19 +27,18 @@ __all__ = ['TABLE_6_1', 'TABLE_6_2', 'TABLE_6_3', 'REFERENCE', 'reference_table'
            'supernet_comparison', 'IDARTSExtension', 'evaluate_cell']
 
 # %% ../nbs/52_idarts.ipynb #7e726efb
-_NB201_COLS = ('method', 'c10_valid', 'c10_valid_std', 'c10_test', 'c10_test_std', 'c100_valid', 'c100_valid_std',
-               'c100_test', 'c100_test_std', 'in16_valid', 'in16_valid_std', 'in16_test', 'in16_test_std')
+_NB201_COLS = S004_NB201_COLUMNS
 TABLE_6_1 = dict(
     source='seed 004 Table 6.1 (L2125-L2135)', dataset='NAS-Bench-201 (CIFAR-10, CIFAR-100, ImageNet-16-120)', quantity='accuracy (%)',
     columns=_NB201_COLS,
     rows=[
-        ('ENAS', 37.51, 3.19, 53.89, 0.58, 13.37, 2.35, 13.96, 2.33, 15.06, 1.95, 14.84, 2.10),
-        ('RandomNAS', 80.42, 3.58, 84.07, 3.61, 52.12, 5.55, 52.31, 5.77, 27.22, 3.24, 26.28, 3.09),
-        ('SETN', 84.04, 0.28, 87.64, 0.00, 58.86, 0.06, 59.05, 0.24, 33.06, 0.02, 32.52, 0.21),
-        ('GDAS', 89.88, 0.33, 93.40, 0.49, 70.95, 0.78, 70.33, 0.87, 41.28, 0.46, 41.47, 0.21),
-        ('DARTS', 39.77, 0.00, 54.30, 0.00, 15.03, 0.00, 15.61, 0.00, 16.43, 0.00, 16.32, 0.00),
+        s004_nb201_row('ENAS'),                   # L2127
+        s004_nb201_row('RandomNAS'),              # L2128
+        s004_nb201_row('SETN'),                   # L2129
+        ('GDAS', 89.88, 0.33, 93.40, 0.49, 70.95, 0.78, 70.33, 0.87, 41.28, 0.46, 41.47, 0.21),   # L2130 = Table 3.3's GDAS* (L999)
+        s004_nb201_row('DARTS'),                  # L2131
         ('iDARTS', 89.86, 0.60, 93.58, 0.32, 70.57, 0.24, 70.83, 0.48, 40.38, 0.593, 40.89, 0.68),
-        ('optimal', 91.61, None, 94.37, None, 74.49, None, 73.51, None, 46.77, None, 47.31, None),
+        s004_nb201_row('optimal'),                # L2133
     ],
     notes=("'optimal' CIFAR-100 valid is printed 74.49 here and in Table 5.2 (L1893); NAS-Bench-201 (and seed 002 L806) "
            "give 73.49. Best single iDARTS run (L2135): 93.76 / 71.11 / 41.44 test."))
@@ -85,12 +85,7 @@ REFERENCE = {'s004_table6_1': TABLE_6_1, 's004_table6_2': TABLE_6_2, 's004_table
 
 def reference_table(name: str, prefix: str = 'thesis_'):
     "One of this chapter's seed tables as a DataFrame (same schema as `trustnas_nb.reference`); columns but the key get `prefix`."
-    import pandas as pd
-    if name not in REFERENCE: raise ValueError(f"unknown seed-004 ch.6 table {name!r}; expected one of {', '.join(REFERENCE)}")
-    t = REFERENCE[name]
-    df = pd.DataFrame(t['rows'], columns=list(t['columns']))
-    key = t.get('key', (t['columns'][0],))
-    return df.rename(columns={c: f'{prefix}{c}' for c in df.columns if c not in key})
+    return table_frame(pick_table(REFERENCE, name, 'seed-004 ch.6 table'), prefix, name)
 
 # %% ../nbs/52_idarts.ipynb #1fa52f57
 def _pos_int(v, name, lo=1):

@@ -214,9 +214,10 @@ def _P(levels, ups: Mapping[int, dict], below: int, override: tuple[int, dict] |
         else: P[lv.name] = lv.named
     return P
 
-def _unroll(levels, i: int, batches, graph: bool = False, step: bool = True) -> dict[int, dict[str, Tensor]]:
+def _unroll(levels, i: int, batches, graph: bool = False, step: bool = True, reduce=None) -> dict[int, dict[str, Tensor]]:
     """One virtual step for each level j < i, bottom-up: theta'_j = theta_j - xi_j (s_j grad L_j + wd_j theta_j).
-    `step=False`: no step, theta'_j = a detached copy of theta_j (the implicit hypergradient at the current point)."""
+    `step=False`: no step, theta'_j = a detached copy of theta_j (the implicit hypergradient at the current point).
+    `reduce`: data parallel, the gradient of the step is the average over the replicas (`MLOProblem(reduce=...)`)."""
     if not step: return {j: {n: p.detach().clone().requires_grad_() for n, p in levels[j].named.items()} for j in range(i)}
     ups = {}
     for j in range(i):
@@ -226,10 +227,12 @@ def _unroll(levels, i: int, batches, graph: bool = False, step: bool = True) -> 
             alias = {n: p.view_as(p) for n, p in lv.named.items()}
             L = _eval(lv, _P(levels, ups, j, override=(j, alias)), batches[j])
             gs = _grad(L, list(alias.values()), create_graph=True)
+            if reduce is not None: gs = reduce(gs)
             ups[j] = {n: p - xi*(s*g + wd*p) for (n, p), g in zip(alias.items(), gs)}
         else:
             L = _eval(lv, _P(levels, ups, j), batches[j])
             gs = _grad(L, list(lv.named.values()))
+            if reduce is not None: gs = reduce(gs)
             with torch.no_grad():
                 ups[j] = {n: (p - xi*(s*g + wd*p)).detach().requires_grad_() for (n, p), g in zip(lv.named.items(), gs)}
         del L, gs
@@ -249,7 +252,7 @@ def _fd_vjp(levels, j, ups, batches, v, xs, fd_eps):
     c = -lv.sign*lv.xi/(2*eps)
     return [c*(gp - gm) for gp, gm in zip(*out)]
 
-def _neumann_vjp(levels, j, ups, batches, v, xs, K):
+def _neumann_vjp(levels, j, ups, batches, v, xs, K, reduce=None):
     "-s * grad_xs (grad_theta L_j . u), u = xi sum_{k<=K} (I - xi (s H + wd I))^k v  (Hessian-vector products by double backward)."
     lv = levels[j]
     ps = list(lv.named.values())
@@ -263,13 +266,14 @@ def _neumann_vjp(levels, j, ups, batches, v, xs, K):
     for _ in range(K):
         d = dot(p)
         Hp = _grad(d, ps, retain_graph=True) if d is not None else [torch.zeros_like(q) for q in ps]
+        if reduce is not None: Hp = reduce(Hp)          # data parallel: the replicas' mean Hessian times p
         p = [pk - xi*(s*hk + wd*pk) for pk, hk in zip(p, Hp)]
         acc = [a + pk for a, pk in zip(acc, p)]
     d = dot([xi*a for a in acc])
     if d is None: return [torch.zeros_like(x) for x in xs]
     return [-s*gx for gx in _grad(d, xs)]
 
-def _hypergrad(levels, i: int, batches, method: str, neumann_steps: int, fd_eps: float, implicit: bool = False):
+def _hypergrad(levels, i: int, batches, method: str, neumann_steps: int, fd_eps: float, implicit: bool = False, reduce=None):
     """(list of gradients aligned with levels[i].named, loss value) — see the Markdown above for the semantics.
     `implicit`: for 'neumann', no virtual step — every term at the lower levels' current parameters (iDARTS eq. 6.9)."""
     tgt = list(levels[i].named.values())
@@ -278,10 +282,10 @@ def _hypergrad(levels, i: int, batches, method: str, neumann_steps: int, fd_eps:
         L = _eval(levels[i], _P(levels, {}, 0), batches[i])
         return [g.detach() for g in _grad(L, tgt)], L.detach()
     if method == 'exact':
-        ups = _unroll(levels, i, batches, graph=True)
+        ups = _unroll(levels, i, batches, graph=True, reduce=reduce)
         L = _eval(levels[i], _P(levels, ups, i), batches[i])
         return [g.detach() for g in _grad(L, tgt)], L.detach()
-    ups = _unroll(levels, i, batches, step=not (implicit and method == 'neumann'))
+    ups = _unroll(levels, i, batches, step=not (implicit and method == 'neumann'), reduce=reduce)
     L = _eval(levels[i], _P(levels, ups, i), batches[i])
     low = [t for j in range(i) for t in ups[j].values()]
     gs = _grad(L, tgt + low)
@@ -290,10 +294,11 @@ def _hypergrad(levels, i: int, batches, method: str, neumann_steps: int, fd_eps:
         adj[j] = gs[pos:pos + len(ups[j])]; pos += len(ups[j])
     for j in reversed(range(i)):
         v = adj.pop(j)
+        if reduce is not None: v = reduce(v)            # data parallel: the adjoint of the (common) unrolled point
         if _norm(v) == 0: continue
         xs = tgt + [t for k in range(j) for t in ups[k].values()]
         c = (_fd_vjp(levels, j, ups, batches, v, xs, fd_eps) if method == 'finite_difference'
-             else _neumann_vjp(levels, j, ups, batches, v, xs, neumann_steps))
+             else _neumann_vjp(levels, j, ups, batches, v, xs, neumann_steps, reduce))
         g_t = [a + b for a, b in zip(g_t, c[:len(tgt)])]
         pos = len(tgt)
         for k in range(j):
@@ -330,8 +335,12 @@ class MLOProblem:
     "A multilevel optimization: a chain of `Level`s (bottom to top) and the hypergradient method used to update them."
     def __init__(self, levels: Sequence[Level], method: str = 'finite_difference', neumann_steps: int = 5,
                  fd_eps: float = 0.01, order: str = 'top_down', on_step: Callable | None = None,
-                 before_update: Callable | None = None, after_update: Callable | None = None, implicit: bool = False):
+                 before_update: Callable | None = None, after_update: Callable | None = None, implicit: bool = False,
+                 reduce: Callable | None = None):
         self.levels = _check_levels(levels)
+        if reduce is not None and not callable(reduce):
+            raise ValueError(f"reduce must be None or callable(list of tensors) -> their averages over the replicas, got {reduce!r}")
+        self.reduce = reduce
         _check_method(method, neumann_steps, fd_eps)
         _check_implicit(implicit, method)
         self.implicit = implicit
@@ -385,7 +394,8 @@ class MLOProblem:
         "The (hyper)gradient of `level` (a name) with this problem's method; missing batches are drawn from `data`."
         i = _target_index(self.levels, level)
         bs = self._batches(self._need([i]), batches)
-        gs, _ = _hypergrad(self.levels, i, bs, self.method, self.neumann_steps, self.fd_eps, self.implicit)
+        gs, _ = _hypergrad(self.levels, i, bs, self.method, self.neumann_steps, self.fd_eps, self.implicit, self.reduce)
+        if self.reduce is not None: gs = self.reduce(gs)
         return dict(zip(self.levels[i].named, gs))
 
     def step(self, batches: Mapping | None = None) -> dict:
@@ -402,7 +412,8 @@ class MLOProblem:
         for k in seq:
             lv = self.levels[k]
             if self.before_update is not None: self.before_update(self, lv.name)
-            gs, loss = _hypergrad(self.levels, k, bs, self.method, self.neumann_steps, self.fd_eps, self.implicit)
+            gs, loss = _hypergrad(self.levels, k, bs, self.method, self.neumann_steps, self.fd_eps, self.implicit, self.reduce)
+            if self.reduce is not None: gs = self.reduce(gs)   # data parallel: every level steps with the replicas' mean
             ps = list(lv.named.values())
             for p, g in zip(ps, gs): p.grad = (-g if lv.maximize else g).to(p.dtype)
             if lv.grad_clip is not None: torch.nn.utils.clip_grad_norm_(ps, float(lv.grad_clip))

@@ -15,10 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from .core import preset, seed_everything, get_device, derive_seed, Preset, PRESETS
+from .core import progress as report_progress   # (`progress` is the drivers' show-a-bar flag)
 from .ops import get_space, SearchSpace
 from .genotypes import Genotype, validate_genotype, format_genotype
 from .supernet import build_supernet
 from .search import search_data, SearchResult, get_method, Method, register_driver
+from .reference import table_frame, pick_table
 
 # %% auto #0
 __all__ = ['Arch', 'SAMPLERS', 'ONESHOT_REFERENCE', 'arch_kinds', 'sample_arch', 'check_arch', 'arch_weights', 'arch_genotype',
@@ -305,11 +307,13 @@ def _path_accuracy(net, arch, xb, yb) -> float:
 SAMPLERS = ('uniform', 'novelty', 'gdas')
 
 def train_supernet(net, sampler: str, train_dl, val_dl, epochs: int, P: Mapping, opts: Mapping, seed: int, dev,
-                   progress: bool = True, max_steps: int | None = None) -> tuple[list, dict]:
+                   progress: bool = True, max_steps: int | None = None, label: str | None = None) -> tuple[list, dict]:
     """Single-path training of `net` (SGD on its weights, cosine schedule, grad-clip 5) with `sampler`; the NSAS loss
-    when `opts['beta'] > 0`. Returns (per-epoch log rows, trace: sampled paths, archive, probes, fixed-path curves)."""
+    when `opts['beta'] > 0`. Returns (per-epoch log rows, trace: sampled paths, archive, probes, fixed-path curves).
+    Each epoch is a `core.progress` event `search <label>` (`label`: the method's name, default `one-shot <sampler>`)."""
     from tqdm.auto import tqdm
     if sampler not in SAMPLERS: raise ValueError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}")
+    label = label or f'one-shot {sampler}'
     sp, kinds = net.space, net.cell_kinds
     beta = _check_beta(opts.get('beta', 0.0))
     w_opt = torch.optim.SGD(net.weights(), lr=P['w_lr'], momentum=P['w_momentum'], weight_decay=P['w_wd'])
@@ -374,6 +378,7 @@ def train_supernet(net, sampler: str, train_dl, val_dl, epochs: int, P: Mapping,
             es = [h['novelty'] for h in nov.history if h['phase'] == 'es']
             row['novelty'] = float(np.mean(es)) if es else float('nan')
         log.append(row)
+        report_progress(f'search {label}', ep + 1, epochs, method=label, seed=seed, train_loss=round(float(row['train_loss']), 4))
     return log, trace
 
 # %% ../nbs/54_oneshot.ipynb #43600907
@@ -450,7 +455,7 @@ def _oneshot(name, space, scale, seed, device, progress, sampler, O, overrides):
     t0 = time.perf_counter()
     train_dl, val_dl, nc, ch = search_data(P, seed)
     net = build_supernet(sp, C=P['C'], num_classes=nc, layers=P['layers'], in_channels=ch).to(dev)
-    log, trace = train_supernet(net, sampler, train_dl, val_dl, P['epochs'], P, O, seed, dev, progress, P['max_steps'])
+    log, trace = train_supernet(net, sampler, train_dl, val_dl, P['epochs'], P, O, seed, dev, progress, P['max_steps'], label=name)
     t_train = time.perf_counter() - t0
     batches = [(xb.to(dev), yb.to(dev)) for xb, yb in itertools.islice(iter(val_dl), O['val_batches'])]
     selection = O['selection']
@@ -576,7 +581,4 @@ ONESHOT_REFERENCE = {
 
 def oneshot_table(name: str, prefix: str = 'seed_'):
     "A seed-004 ch.2/3 reference table as a DataFrame (every column but the first prefixed with `prefix`)."
-    import pandas as pd
-    if name not in ONESHOT_REFERENCE: raise ValueError(f"unknown seed-004 one-shot table {name!r}; expected one of {', '.join(ONESHOT_REFERENCE)}")
-    t = ONESHOT_REFERENCE[name]; df = pd.DataFrame(t['rows'], columns=list(t['columns']))
-    return df.rename(columns={c: prefix + c for c in df.columns[1:]})
+    return table_frame(pick_table(ONESHOT_REFERENCE, name, 'seed-004 one-shot table'), prefix, name)

@@ -1,5 +1,6 @@
-"""Tables transcribed from the thesis text (`seeds/000_…`), used only for side-by-side comparison with what our
-runs measure. Nothing here is ever reported as a measurement of ours.
+"""Tables transcribed from the thesis text (`seeds/000_…`), the NAS-Bench-201 rows several seed-004 tables share,
+and the accessor every reference table goes through; used only for side-by-side comparison with what our runs
+measure. Nothing here is ever reported as a measurement of ours.
 
 Docs: https://trustnas.github.io/trustnas-nb/reference.html.md"""
 
@@ -7,13 +8,15 @@ Docs: https://trustnas.github.io/trustnas-nb/reference.html.md"""
 
 # %% ../nbs/0a_reference.ipynb #11e662e8
 from __future__ import annotations
+from collections.abc import Mapping, Sequence
 
 # %% auto #0
 __all__ = ['TABLE_1_2', 'TABLE_1_7', 'TABLE_1_1', 'TABLE_1_3', 'TABLE_1_4', 'TABLE_1_5', 'TABLE_1_6', 'ANOVA_1', 'RUNTIME_1',
            'DSRNA_CB_SHORT', 'TABLE_4_1', 'TABLE_4_2', 'TABLE_4_3', 'TABLE_4_4', 'TABLE_4_5', 'TABLE_4_6', 'TABLE_4_7',
            'TABLE_4_8', 'TABLE_4_9', 'TABLE_4_10', 'TABLE_4_11', 'TABLE_4_12', 'TABLE_4_13', 'TABLE_2_1', 'TABLE_2_2',
            'TABLE_2_3', 'TABLE_2_4', 'TABLE_2_5', 'TABLE_2_6', 'TABLE_2_7', 'TABLE_2_8', 'TABLE_2_9', 'TABLE_2_10',
-           'TABLE_2_11', 'TABLE_3_2', 'TABLE_3_3', 'TABLE_3_4', 'TABLE_3_5', 'TABLE_3_6', 'REFERENCE', 'thesis_table']
+           'TABLE_2_11', 'TABLE_3_2', 'TABLE_3_3', 'TABLE_3_4', 'TABLE_3_5', 'TABLE_3_6', 'S004_NB201_COLUMNS',
+           'S004_NB201_ROWS', 'REFERENCE', 's004_nb201_row', 'table_frame', 'pick_table', 'thesis_table']
 
 # %% ../nbs/0a_reference.ipynb #1391ca12
 TABLE_1_2 = dict(
@@ -996,6 +999,59 @@ TABLE_3_6 = dict(
     marks=dict(bold=[]))
 
 # %% ../nbs/0a_reference.ipynb #2cb5ba64
+S004_NB201_COLUMNS = ('method', 'c10_valid', 'c10_valid_std', 'c10_test', 'c10_test_std', 'c100_valid', 'c100_valid_std',
+                      'c100_test', 'c100_test_std', 'in16_valid', 'in16_valid_std', 'in16_test', 'in16_test_std')
+S004_NB201_ROWS = {
+    'ENAS':      (37.51, 3.19, 53.89, 0.58, 13.37, 2.35, 13.96, 2.33, 15.06, 1.95, 14.84, 2.10),   # L991, L1363, L2127
+    'DARTS':     (39.77, 0.00, 54.30, 0.00, 15.03, 0.00, 15.61, 0.00, 16.43, 0.00, 16.32, 0.00),   # L992-L993 (1st and 2nd), L1365-L1366, L2131
+    'SETN':      (84.04, 0.28, 87.64, 0.00, 58.86, 0.06, 59.05, 0.24, 33.06, 0.02, 32.52, 0.21),   # L994, L1367, L2129
+    'RandomNAS': (80.42, 3.58, 84.07, 3.61, 52.12, 5.55, 52.31, 5.77, 27.22, 3.24, 26.28, 3.09),   # L995, L2128 (Table 4.1 prints a rerun)
+    'optimal':   (91.61, None, 94.37, None, 74.49, None, 73.51, None, 46.77, None, 47.31, None),   # L1893, L2133 (c100 valid: see idarts)
+}
+
+def s004_nb201_row(method: str, label: str | None = None) -> tuple:
+    "The shared NAS-Bench-201 row `method` as a table row, labelled `label` (default: `method`)."
+    if method not in S004_NB201_ROWS:
+        raise ValueError(f"unknown shared seed-004 NAS-Bench-201 row {method!r}; expected one of {', '.join(S004_NB201_ROWS)}")
+    return (method if label is None else label,) + S004_NB201_ROWS[method]
+
+# %% ../nbs/0a_reference.ipynb #d3573e6a
+def table_frame(table: Mapping, prefix: str, name: str = '<unnamed>', key: Sequence[str] | None = None):
+    """`table` (`dict(columns, rows[, key])`) as a DataFrame; every column but the key (`key`, else the table's `key`, else
+    its first column) is prefixed with `prefix`. A malformed table raises ValueError naming `name` and the bad value."""
+    import pandas as pd
+    where = f"reference table {name!r}"
+    if not isinstance(table, Mapping): raise ValueError(f"{where} must be a dict with 'columns' and 'rows', got {type(table).__name__}")
+    missing = [k for k in ('columns', 'rows') if k not in table]
+    if missing: raise ValueError(f"{where} lacks {' and '.join(repr(k) for k in missing)}; a reference table is dict(columns, rows[, key])")
+    cols = table['columns']
+    if (isinstance(cols, (str, bytes)) or not isinstance(cols, Sequence) or not cols
+            or not all(isinstance(c, str) for c in cols)):
+        raise ValueError(f"{where}: 'columns' must be a non-empty sequence of column names, got {cols!r}")
+    dup = sorted({c for c in cols if list(cols).count(c) > 1})
+    if dup: raise ValueError(f"{where}: duplicate column name(s) {dup}")
+    rows = table['rows']
+    if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Sequence):
+        raise ValueError(f"{where}: 'rows' must be a sequence of row tuples, got {rows!r}")
+    for i, r in enumerate(rows):
+        if isinstance(r, (str, bytes, Mapping)) or not isinstance(r, Sequence):
+            raise ValueError(f"{where}: row {i} must be a tuple of {len(cols)} values, got {r!r}")
+        if len(r) != len(cols):
+            raise ValueError(f"{where}: row {i} {r!r} has {len(r)} values, expected {len(cols)} (one per column of {tuple(cols)})")
+    key = table.get('key', (cols[0],)) if key is None else key
+    if isinstance(key, str): key = (key,)
+    bad = [k for k in key if k not in cols]
+    if bad: raise ValueError(f"{where}: key column(s) {bad} are not among its columns {tuple(cols)}")
+    if not isinstance(prefix, str): raise ValueError(f"prefix must be a str, got {prefix!r}")
+    df = pd.DataFrame(list(rows), columns=list(cols))
+    return df.rename(columns={c: f'{prefix}{c}' for c in df.columns if c not in key})
+
+def pick_table(tables: Mapping[str, Mapping], name: str, what: str = 'reference table') -> Mapping:
+    "`tables[name]`, or a ValueError naming `name` (as a `what`) and the names `tables` has."
+    if name not in tables: raise ValueError(f"unknown {what} {name!r}; expected one of {', '.join(tables)}")
+    return tables[name]
+
+# %% ../nbs/0a_reference.ipynb #30cf432c
 REFERENCE = {'table1_1': TABLE_1_1, 'table1_2': TABLE_1_2, 'table1_3': TABLE_1_3, 'table1_4': TABLE_1_4,
              'table1_5': TABLE_1_5, 'table1_6': TABLE_1_6, 'table1_7': TABLE_1_7, 'anova1': ANOVA_1,
              'runtime1': RUNTIME_1, 'dsrna_cb_short': DSRNA_CB_SHORT,
@@ -1011,9 +1067,4 @@ REFERENCE = {'table1_1': TABLE_1_1, 'table1_2': TABLE_1_2, 'table1_3': TABLE_1_3
 
 def thesis_table(name: str, prefix: str = 'thesis_'):
     "The thesis table `name` as a DataFrame; every column but the key (the table's `key`, else its first column) is prefixed with `prefix`."
-    import pandas as pd
-    if name not in REFERENCE: raise ValueError(f"unknown reference table {name!r}; expected one of {', '.join(REFERENCE)}")
-    t = REFERENCE[name]
-    df = pd.DataFrame(t['rows'], columns=list(t['columns']))
-    key = t.get('key', (t['columns'][0],))
-    return df.rename(columns={c: f'{prefix}{c}' for c in df.columns if c not in key})
+    return table_frame(pick_table(REFERENCE, name, 'reference table'), prefix, name)

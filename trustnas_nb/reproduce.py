@@ -607,6 +607,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument('--no-progress', action='store_true', help='no progress bar and no progress lines (logs are still kept)')
     r.add_argument('--progress-every', type=float, default=10.0, metavar='SECONDS',
                    help="how often to print where each running notebook is (default 10; each notebook's log: <outputs>/<scale>/<notebook>/log.txt)")
+    r.add_argument('--dry-run', action='store_true',
+                   help="run no notebook: build every experiment's models at the scale's sizes, step them on random tensors, print "
+                        "parameters, activation memory and estimated GPU time per experiment; writes <outputs>/<scale>/dry_run.csv/.md")
+    r.add_argument('--gpu-tflops', metavar='TFLOPS',
+                   help='with --dry-run: the sustained TFLOP/s assumed for the GPU time estimate (default 5)')
     rep = sub.add_parser('report', help='rebuild outputs/REPORT.md from what is there')
     rep.add_argument('--outputs')
     sub.add_parser('settings', help='print the run settings in effect')
@@ -620,6 +625,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == 'report':
             print(write_report(load_settings(outputs_dir=args.outputs).outputs_dir)); return 0
+        if args.gpu_tflops is not None and not args.dry_run: raise ValueError('--gpu-tflops applies to --dry-run only')
+        if args.dry_run:
+            from .dryrun import dry_run_cli
+            return dry_run_cli(scale=args.scale, only=args.only, device=args.device, outputs_dir=args.outputs,
+                               gpu_tflops=args.gpu_tflops, threads=args.threads)
         if args.address and args.backend != 'ray': raise ValueError('--address needs --backend ray')
         res = reproduce(scale=args.scale, only=args.only, jobs=args.jobs, force=args.force, outputs_dir=args.outputs,
                         seed=args.seeds if args.seeds is not None else args.seed, device=args.device, threads=args.threads,

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from .core import preset, derive_seed, atomic_write
 from .ops import NB201_PRIMITIVES
 from .nb201 import NB201_EDGES, arch_index, arch_to_str, str_to_arch, nb201_network
+from .reference import table_frame, pick_table
 
 # %% auto #0
 __all__ = ['S002_ATTACKS', 'S002_OPTIMUM', 'S002_SPACE', 'ROBBENCH_REFERENCE', 'ATTACK_NAMES', 'EPS_GRID', 'ATTACK_SETTINGS',
@@ -56,12 +57,7 @@ ROBBENCH_REFERENCE = {'s002_attacks': S002_ATTACKS, 's002_optimum': S002_OPTIMUM
 
 def seed_table(name: str, prefix: str = 'seed_'):
     "A seed-002 reference table as a DataFrame (every column but the first prefixed with `prefix`)."
-    import pandas as pd
-    if name not in ROBBENCH_REFERENCE:
-        raise ValueError(f"unknown seed-002 table {name!r}; expected one of {', '.join(ROBBENCH_REFERENCE)}")
-    t = ROBBENCH_REFERENCE[name]
-    df = pd.DataFrame(t['rows'], columns=list(t['columns']))
-    return df.rename(columns={c: prefix + c for c in df.columns[1:]})
+    return table_frame(pick_table(ROBBENCH_REFERENCE, name, 'seed-002 table'), prefix, name)
 
 # %% ../nbs/57_robbench.ipynb #b5c06f93
 ATTACK_NAMES = ('fgsm', 'pgd', 'apgd', 'square')

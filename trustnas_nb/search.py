@@ -238,13 +238,15 @@ class SearchResult:
     seconds: float = 0.0
     supernet_params: int = 0
     stopped_epoch: int | None = None
+    supernet: Any = field(default=None, repr=False, compare=False)   # the searched supernet, with `run_search(keep_supernet=True)`
     def history_frame(self):
         import pandas as pd
         return pd.DataFrame([{k: v for k, v in h.items() if k != 'alphas'} for h in self.history])
     @property
     def genotype_str(self) -> str: return format_genotype(self.genotype)
 
-def _accuracy(net, loader, dev, max_batches=None):
+def _accuracy(net, loader, dev, max_batches=None, over_ranks=False):
+    "(mean loss, accuracy) of `net` on `loader`; `over_ranks`: the sums are added over the process group (sharded loaders)."
     was = net.training; net.eval(); c = n = 0; tot = 0.0
     with torch.no_grad():
         for b, (x, y) in enumerate(loader):
@@ -252,7 +254,33 @@ def _accuracy(net, loader, dev, max_batches=None):
             x, y = x.to(dev), y.to(dev); out = net(x)
             tot += F.cross_entropy(out, y, reduction='sum').item(); c += (out.argmax(1) == y).sum().item(); n += len(y)
     net.train(was)
+    if over_ranks: tot, c, n = _sum_over_ranks([tot, c, n], dev)
     return (tot / max(n, 1), c / max(n, 1))
+
+def _sum_over_ranks(xs, dev):
+    "Python numbers `xs`, each summed over the process group."
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return [float(v) for v in xs]
+    t = torch.tensor([float(v) for v in xs], dtype=torch.float64 if dev.type != 'mps' else torch.float32, device=dev)
+    dist.all_reduce(t)
+    return t.tolist()
+
+def _distributed_run(info, method: Method, scale: str, overrides: Mapping):
+    "Check that `method` can run data parallel and that the global batch splits evenly over the `info.world` processes."
+    why = ('its own search loop' if method.driver or method.random or method.one_shot_adv else
+           'the SANAS chain' if method.saliency == 'sanas' else 'an explanation penalty' if method.saliency else
+           'the DSRNA robustness term' if method.robust else 'an extension\'s hooks' if method.extension else None)
+    if why is not None:
+        raise ValueError(f"method {method.name!r} cannot run data parallel (distributed=True or a process group of "
+                         f"{info.world}): {why} is not wired for it; the DARTS-family methods without those can "
+                         "(distributed=False runs it independently on every process)")
+    P = preset(scale, 'search').replace(**overrides) if overrides else preset(scale, 'search')
+    M = {g: preset(scale, g) for g in ('pcdarts', 'pdarts', 'prdarts')}
+    bs = (M['pcdarts']['batch_size'] if method.partial_channels else M['pdarts']['batch_size'] if method.progressive
+          else M['prdarts']['batch_size'] if method.gates == 'hard_concrete' else None) or P['batch_size']
+    if bs % info.world:
+        raise ValueError(f"the global batch of {bs} does not split evenly over {info.world} processes; choose a batch_size "
+                         f"that is a multiple of {info.world}")
 
 def _weights_snapshot(net) -> dict:
     with torch.no_grad():
@@ -262,14 +290,20 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
                   progress: bool, log: list, skip_dropout: float = 0.0, epoch_offset: int = 0, warmup: int = 0,
                   stage: int = 0, track_eigenvalue: bool = False, batch_size: int | None = None, w_lr: float | None = None,
                   a_lr: float | None = None, pc_k: int = 1, a_wd: float | None = None, robust: Mapping | None = None,
-                  sanas: Mapping | None = None, explanation: Mapping | None = None, extension: Mapping | None = None):
+                  sanas: Mapping | None = None, explanation: Mapping | None = None, extension: Mapping | None = None,
+                  distributed=None):
     """One search run on a fixed space and depth; returns the supernet. Appends per-epoch rows to `log`.
-    `extension`: the options of `method.extension` (a `SearchExtension`), which the run attaches as `net.search_extension`."""
+    `extension`: the options of `method.extension` (a `SearchExtension`), which the run attaches as `net.search_extension`.
+    `distributed`: a `DistInfo` to run data parallel (sharded batches, synchronised BatchNorm, gradients averaged)."""
     from tqdm.auto import tqdm
     from trustnas_nb.supernet import (build_supernet, perturb_alpha_random, perturb_alpha_adv, sdarts_epsilon,
                                       hc_temperature, pdarts_skip_dropout)
     from trustnas_nb.textnas import is_text_dataset, build_text_supernet, one_hot_tokens, gumbel_relax, gumbel_temperature
     train_dl, val_dl, nc, ch = search_data(P, seed, batch_size, with_index=method.saliency is not None)
+    dp = distributed is not None
+    if dp:                                              # data parallel: this rank's part of every one-process batch
+        from trustnas_nb.distributed import ShardedBatches, convert_sync_batchnorm, broadcast_module, mean_over_ranks, local_batchnorm
+        train_dl, val_dl = ShardedBatches(train_dl, distributed), ShardedBatches(val_dl, distributed)
     text = is_text_dataset(P['dataset'])
     if text:                                            # §4.4.2: the 1-D text space; `ch` is the vocabulary size
         pair = train_dl.dataset.tensors[0].dim() == 3
@@ -279,6 +313,12 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
     else:
         build = lambda in_ch: build_supernet(space, C=P['C'], num_classes=nc, layers=layers, in_channels=in_ch, pc_k=pc_k,
                                              edge_norm=method.partial_channels, gates=method.gates, skip_dropout=skip_dropout).to(dev)
+    if dp:      # BatchNorm over the global batch (the module path: the fast path calls F.batch_norm itself); rank 0's init
+        build0 = build
+        def build(in_ch):
+            n = convert_sync_batchnorm(build0(in_ch)).to(dev)
+            if hasattr(n, 'fast'): n.fast = False
+            return broadcast_module(n)
     net = build(ch)
     # text under a saliency method: one-hot columns (N, V, rows, L), so input gradients exist; SANAS' training batches are
     # Gumbel-softmax samples (§4.4.2, L1750) at a temperature annealed over the search
@@ -350,7 +390,7 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
     def after(prob, name):
         if state['ctx'] is not None: state['ctx'].__exit__(None, None, None); state['ctx'] = None
     full = MLOProblem([w_level, a_level], method=method.hypergradient, before_update=before, after_update=after,
-                      **(ext.problem_options() if ext is not None else {}))
+                      reduce=mean_over_ranks if dp else None, **(ext.problem_options() if ext is not None else {}))
     chain = None
     if method.saliency == 'sanas':                      # ch.4: the four-level chain of eq. 4.5 replaces the two levels
         from trustnas_nb.sanas import SanasChain
@@ -376,15 +416,17 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
                            hypergradient=method.hypergradient, weight_decay=wd, grad_clip=5.0,
                            extra_alpha_loss=(lambda: net.pr_regularizer(*lam)) if method.gates == 'hard_concrete' else None,
                            seed=seed, device=dev)
-    warm = MLOProblem([w_level], method='first_order', before_update=before, after_update=after)
+    warm = MLOProblem([w_level], method='first_order', before_update=before, after_update=after,
+                      reduce=mean_over_ranks if dp else None)
     eps0, eps1 = M['sdarts']['eps']
     tau0, tau1 = M['prdarts']['tau']
     probe = None
     if track_eigenvalue or method.early_stop:      # one fixed validation batch, drawn without touching the loaders' RNG
         xv, yv = val_dl.dataset.tensors
         probe = (xv[:P['batch_size']].to(dev), yv[:P['batch_size']].to(dev))
+    main = not dp or distributed.main                   # only rank 0 reports
     bar = tqdm(range(epochs), desc=f'{method.name}' + (f' stage {stage + 1}' if method.progressive else ''),
-               disable=not progress, leave=False)
+               disable=not (progress and main), leave=False)
     for ep in bar:
         t0 = time.perf_counter()
         state['eps'] = sdarts_epsilon(ep, epochs, eps_max=eps1, eps_min=eps0)
@@ -414,7 +456,8 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
             tl += float(wl); n += 1
         sched.step()
         if chain is not None: sched2.step()
-        vl, va = _accuracy(net, val_dl, dev, max_batches=P['max_steps'])
+        if dp: tl = _sum_over_ranks([tl], dev)[0] / distributed.world     # the mean of the ranks' shard losses
+        vl, va = _accuracy(net, val_dl, dev, max_batches=P['max_steps'], over_ranks=dp)
         row = dict(stage=stage, epoch=epoch_offset + ep + 1, layers=layers, train_loss=tl / max(n, 1), val_loss=vl, val_acc=va,
                    lr=w_opt.param_groups[0]['lr'], seconds=time.perf_counter() - t0, genotype=format_genotype(net.genotype()),
                    alphas=_weights_snapshot(net), warmup=ep < warmup, step_seconds=step_s)
@@ -423,10 +466,11 @@ def _search_stage(method: Method, space: SearchSpace, P: Preset, M: Mapping, lay
         if ext is not None: row.update(ext.epoch_end(ep))
         if probe is not None:
             ap = net.arch_parameters()
-            row['hessian_eig'] = dominant_eigenvalue(lambda: F.cross_entropy(net(probe[0]), probe[1]), ap,
-                                                     iters=M['darts_es']['eig_iters'], seed=seed)
+            with (local_batchnorm() if dp else contextlib.nullcontext()):   # every rank: the same probe, its own statistics
+                row['hessian_eig'] = dominant_eigenvalue(lambda: F.cross_entropy(net(probe[0]), probe[1]), ap,
+                                                         iters=M['darts_es']['eig_iters'], seed=seed)
         log.append(row)
-        report_progress(f'search {method.name}', ep + 1, epochs, seed=seed, val_acc=round(va, 3))
+        if main: report_progress(f'search {method.name}', ep + 1, epochs, seed=seed, val_acc=round(va, 3))
         bar.set_postfix(val_acc=f'{va:.3f}')
         if method.early_stop and _es_should_stop(log, M['darts_es']['patience'], M['darts_es']['ratio']): break
     return net
@@ -475,14 +519,23 @@ def _explanation_settings(kind: str, scale: str, overrides: Mapping | None) -> d
 def run_search(method: str | Method = 'darts_2nd', space: str | SearchSpace = 'darts', scale: str = 'ci', seed: int = 0,
                device: str = 'cpu', progress: bool = True, track_eigenvalue: bool = False, robust: Mapping | None = None,
                sanas: Mapping | None = None, explanation: Mapping | None = None, extension: Mapping | None = None,
-               **overrides) -> SearchResult:
+               distributed: bool | None = None, keep_supernet: bool = False, **overrides) -> SearchResult:
     """Search with `method` in `space` at `scale` (presets from `trustnas_nb.core`; `overrides` change 'search' fields,
     `robust` the 'dsrna' fields of the DSRNA methods, e.g. `robust=dict(gamma=0.1)`, `sanas` the 'sanas' fields of
     the SANAS methods, e.g. `sanas=dict(reweighting='add')`, `explanation` the options of the EC/CDEP/GMPGC penalty,
     `extension` the options of a plugged-in method of seeds 003/004, e.g. `extension=dict(T=2.0)` for ICDARTS; a method
-    with a `driver` gets `extension` and the 'search' overrides as keyword arguments)."""
+    with a `driver` gets `extension` and the 'search' overrides as keyword arguments).
+    `distributed`: None runs data parallel when a process group of several processes is active (under `torchrun`),
+    True always (also in one process), False never; `keep_supernet`: the result holds the searched supernet."""
     from trustnas_nb.supernet import pdarts_prune
     m = get_method(method)
+    if distributed not in (None, True, False): raise ValueError(f"distributed must be None (automatic), True or False, got {distributed!r}")
+    dinfo = None
+    if distributed is not False:
+        from trustnas_nb.distributed import current
+        dinfo = current()
+        if distributed is None and not dinfo.active: dinfo = None
+    if dinfo is not None: _distributed_run(dinfo, m, scale, overrides)
     if m.driver is not None:
         fn = _resolve(DRIVERS, 'driver', m.driver)
         return fn(space, scale=scale, seed=seed, device=device, progress=progress, method=m,
@@ -499,7 +552,7 @@ def run_search(method: str | Method = 'darts_2nd', space: str | SearchSpace = 'd
     dev = get_device(device)
     seed_everything(seed)
     t0, log = time.perf_counter(), []
-    kw = dict(progress=progress, log=log, track_eigenvalue=track_eigenvalue)
+    kw = dict(progress=progress, log=log, track_eigenvalue=track_eigenvalue, distributed=dinfo)
     if m.partial_channels:
         pc = M['pcdarts']
         kw.update(warmup=pc['warmup_epochs'], w_lr=pc['w_lr'], a_lr=pc['a_lr'], batch_size=pc['batch_size'], pc_k=pc['pc_k'])
@@ -539,7 +592,7 @@ def run_search(method: str | Method = 'darts_2nd', space: str | SearchSpace = 'd
         from trustnas_nb.genotypes import parse_genotype
         g, stopped, alphas = parse_genotype(back['genotype']), back['epoch'], back['alphas']
     return SearchResult(m.name, sp.name, seed, g, log, alphas, time.perf_counter() - t0,
-                        sum(p.numel() for p in net.weights()), stopped)
+                        sum(p.numel() for p in net.weights()), stopped, net if keep_supernet else None)
 
 # %% ../nbs/09_search.ipynb #c6768c8c
 def random_genotype(space: str | SearchSpace = 'darts', rng: random.Random | int = 0) -> Genotype:
@@ -588,8 +641,9 @@ def paper_params(genotype: Genotype) -> int:
     return count_parameters(build_network(genotype, style='cifar', C=36, layers=20, num_classes=10, auxiliary=True))
 
 def evaluate_genotype(genotype: Genotype | str, scale: str = 'ci', seed: int = 0, device: str = 'cpu',
-                      progress: bool = True, **overrides) -> dict:
-    "Train the stacked network of `genotype` on train (= both search halves) and test it. Returns metrics + history."
+                      progress: bool = True, amp: bool = False, **overrides) -> dict:
+    """Train the stacked network of `genotype` on train (= both search halves) and test it. Returns metrics + history.
+    `amp`: mixed precision (bfloat16 autocast) on CUDA; ignored elsewhere."""
     from trustnas_nb.evalnet import build_network, train_network, count_parameters
     E = preset(scale, 'eval').replace(**overrides) if overrides else preset(scale, 'eval')
     S = preset(scale, 'search')
@@ -601,10 +655,12 @@ def evaluate_genotype(genotype: Genotype | str, scale: str = 'ci', seed: int = 0
     net = build_network(genotype, style='cifar', C=E['C'], layers=E['layers'], num_classes=nc, in_channels=ch,
                         auxiliary=E['auxiliary'])
     t0 = time.perf_counter()
-    hist = train_network(net, tr, te, epochs=E['epochs'], lr=E['lr'], grad_clip=E['grad_clip'], auxiliary_weight=E['auxiliary_weight'],
-                         drop_path_prob=E['drop_path'], cutout=E['cutout'], device=dev, max_steps=E['max_steps'],
-                         augment=S['dataset'] != 'digits',      # crop + flip for natural images (not for digits)
-                         seed=derive_seed(seed, 'eval-train'), progress=progress)
+    if amp: from trustnas_nb.distributed import _amp_context
+    with (_amp_context(True, str(dev)) if amp else contextlib.nullcontext()):
+        hist = train_network(net, tr, te, epochs=E['epochs'], lr=E['lr'], grad_clip=E['grad_clip'], auxiliary_weight=E['auxiliary_weight'],
+                             drop_path_prob=E['drop_path'], cutout=E['cutout'], device=dev, max_steps=E['max_steps'],
+                             augment=S['dataset'] != 'digits',      # crop + flip for natural images (not for digits)
+                             seed=derive_seed(seed, 'eval-train'), progress=progress)
     last = hist.iloc[-1]
     return dict(test_acc=100 * float(last['test_acc']), test_err=100 * (1 - float(last['test_acc'])),
                 params=count_parameters(net), params_paper=paper_params(genotype), seconds=time.perf_counter() - t0,

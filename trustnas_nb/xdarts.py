@@ -17,9 +17,11 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .core import derive_seed, preset, Preset
+from .core import progress as report_progress   # (`progress` is the drivers' show-a-bar flag)
 from .ops import OPS, SearchSpace, get_space, make_op, S003_SPACE_OPS
 from .genotypes import Genotype, format_genotype, derive_genotype, validate_genotype
 from .search import (SearchExtension, SearchResult, Method, get_method, run_search, extension_options, evaluate_genotype)
+from .reference import table_frame, pick_table
 
 # %% auto #0
 __all__ = ['TEMPLATES', 'S003_TABLE_4_6', 'S003_TABLE_4_3', 'S003_TABLE_4_4', 'S003_TABLE_4_5', 'S003_TABLE_4_7',
@@ -343,8 +345,10 @@ def tournament_search(space: str | SearchSpace | None = None, scale: str = 'ci',
     pool = [o for o in pool_space.primitives if o != 'none']
     if len(pool) < o_max: raise ValueError(f"o_max={o_max} exceeds the pool of {len(pool)} operations of space {pool_space.name!r}")
     base_m = get_method(O['base_method'])
+    name = getattr(get_method(method), 'name', 'tournament') if method is not None else 'tournament'
     t0 = time.perf_counter()
     history, games, prev = [], [], None
+    n_total = 2 ** T - 1                                         # games in all tiers: 2^{T-1} + ... + 1
     for t in range(T, 0, -1):
         n_games, cur = 2 ** (t - 1), []
         for r in range(n_games):
@@ -364,9 +368,10 @@ def tournament_search(space: str | SearchSpace | None = None, scale: str = 'ci',
             game = dict(tier=t, game=r, sets=sets, ranking=ranking, kept=kept, genotype=res.genotype, result=res)
             cur.append(game); games.append(game)
             for h in res.history: history.append({**h, 'tier': t, 'game': r})
+            report_progress(f'tournament {name}', len(games), n_total, method=name, seed=seed, tier=t, game=r)
         prev = cur
     final = prev[0]
-    out = SearchResult(getattr(get_method(method), 'name', 'tournament') if method is not None else 'tournament', pool_space.name,
+    out = SearchResult(name, pool_space.name,
                        seed, final['genotype'], history, final['result'].alphas, time.perf_counter() - t0,
                        final['result'].supernet_params, None)
     out.games = [{k: v for k, v in g.items() if k != 'result'} for g in games]
@@ -404,7 +409,4 @@ XDARTS_REFERENCE = {'s003_table4_3': S003_TABLE_4_3, 's003_table4_4': S003_TABLE
 
 def seed_table(name: str, prefix: str = 'seed_'):
     "A seed-003 chapter-4 reference table as a DataFrame (every column but the first prefixed with `prefix`)."
-    import pandas as pd
-    if name not in XDARTS_REFERENCE: raise ValueError(f"unknown seed-003 table {name!r}; expected one of {', '.join(XDARTS_REFERENCE)}")
-    t = XDARTS_REFERENCE[name]; df = pd.DataFrame(t['rows'], columns=list(t['columns']))
-    return df.rename(columns={c: prefix + c for c in df.columns[1:]})
+    return table_frame(pick_table(XDARTS_REFERENCE, name, 'seed-003 table'), prefix, name)
